@@ -1,0 +1,411 @@
+//! Record frames: the unit of the log. Every frame starts at a 16-byte aligned offset of its segment, carries
+//! its own length and position, and a checksum over all its bytes seeded with the segment's salt.
+//!
+//! ```text
+//! offset size field
+//!  0      4   frame_bytes     u32, whole frame incl. padding; a multiple of 16, >= 80
+//!  4      4   checksum        crc32 of salt (8 bytes LE) ++ bytes[0..4] ++ bytes[8..frame_bytes]
+//!  8      1   kind            1 = event, 2 = clean-close marker, 3 = segment footer
+//!  9      1   stream_bytes    u8, 1..=255 for events, 0 otherwise
+//! 10      1   type_bytes      u8, 1..=255 for events, 0 otherwise
+//! 11      1   reserved        zero
+//! 12      4   metadata_bytes  u32
+//! 16      4   payload_bytes   u32
+//! 20      4   reserved        zero
+//! 24      8   position        event: its position; marker and footer: the position the next event gets
+//! 32      8   batch_end       event: the position just past the last event of its append; others: = position
+//! 40      8   durable         every position below this was durable when the frame was written
+//! 48      8   version         event: its version in its stream; footer: events in the segment; marker: 0
+//! 56      8   timestamp_us    microseconds since the Unix epoch, set at append
+//! 64     16   event_id        UUID bytes (events), zero otherwise
+//! 80          stream name, event type, metadata, zero padding to 16, payload, zero padding to 16
+//! ```
+//!
+//! An append of several events is written as consecutive event frames that all carry the same `batch_end`;
+//! recovery keeps an append only if every one of its frames is present and valid, which makes appends
+//! all-or-nothing after a crash. The payload starts at a 16-byte aligned offset, so typed zero-copy access to
+//! it from a page-aligned mapping needs no copy.
+
+use super::{align_up, read_u32, read_u64, write_u32, write_u64};
+use crate::limits;
+
+/// Size of the fixed frame header in bytes.
+pub const HEADER_BYTES: usize = 80;
+
+const LEN_AT: usize = 0;
+const CHECKSUM_AT: usize = LEN_AT + 4;
+const KIND_AT: usize = CHECKSUM_AT + 4;
+const STREAM_LEN_AT: usize = KIND_AT + 1;
+const TYPE_LEN_AT: usize = STREAM_LEN_AT + 1;
+const METADATA_LEN_AT: usize = TYPE_LEN_AT + 1 + 1;
+const PAYLOAD_LEN_AT: usize = METADATA_LEN_AT + 4;
+const POSITION_AT: usize = PAYLOAD_LEN_AT + 4 + 4;
+const BATCH_END_AT: usize = POSITION_AT + 8;
+const DURABLE_AT: usize = BATCH_END_AT + 8;
+const VERSION_AT: usize = DURABLE_AT + 8;
+const TIMESTAMP_AT: usize = VERSION_AT + 8;
+const ID_AT: usize = TIMESTAMP_AT + 8;
+const _: () = assert!(ID_AT + 16 == HEADER_BYTES);
+const _: () = assert!(HEADER_BYTES % super::FRAME_ALIGN_BYTES == 0);
+
+/// Largest frame this build writes or accepts: one event at the body limit with the longest names.
+pub const FRAME_BYTES_MAX: usize = align_up(
+    align_up(HEADER_BYTES + limits::STREAM_NAME_BYTES_MAX + limits::EVENT_TYPE_BYTES_MAX + limits::EVENT_BODY_BYTES_MAX)
+        + super::FRAME_ALIGN_BYTES,
+);
+const _: () = assert!(FRAME_BYTES_MAX < u32::MAX as usize);
+
+/// What a frame is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FrameKind {
+    /// One event of an append.
+    Event = 1,
+    /// Written at a clean close: everything before it was durable.
+    CloseMarker = 2,
+    /// The last frame of a sealed segment.
+    Footer = 3,
+}
+
+impl FrameKind {
+    fn from_u8(v: u8) -> Option<FrameKind> {
+        match v {
+            1 => Some(FrameKind::Event),
+            2 => Some(FrameKind::CloseMarker),
+            3 => Some(FrameKind::Footer),
+            _ => None,
+        }
+    }
+}
+
+/// The fields of an event frame, borrowed from the caller, for encoding.
+#[derive(Debug, Clone, Copy)]
+pub struct EventFields<'a> {
+    pub position: u64,
+    pub batch_end: u64,
+    pub durable: u64,
+    pub version: u64,
+    pub timestamp_us: u64,
+    pub id: [u8; 16],
+    pub stream: &'a [u8],
+    pub event_type: &'a [u8],
+    pub metadata: &'a [u8],
+    pub payload: &'a [u8],
+}
+
+/// Bytes the event frame for these lengths takes, including padding.
+#[inline]
+pub const fn event_frame_bytes(stream: usize, event_type: usize, metadata: usize, payload: usize) -> usize {
+    align_up(align_up(HEADER_BYTES + stream + event_type + metadata) + payload)
+}
+
+fn seal(frame: &mut [u8], salt: u64) {
+    let mut h = crc32fast::Hasher::new();
+    h.update(&salt.to_le_bytes());
+    h.update(&frame[LEN_AT..CHECKSUM_AT]);
+    h.update(&frame[KIND_AT..]);
+    let crc = h.finalize();
+    write_u32(frame, CHECKSUM_AT, crc);
+}
+
+fn checksum_of(frame: &[u8], salt: u64) -> u32 {
+    let mut h = crc32fast::Hasher::new();
+    h.update(&salt.to_le_bytes());
+    h.update(&frame[LEN_AT..CHECKSUM_AT]);
+    h.update(&frame[KIND_AT..]);
+    h.finalize()
+}
+
+/// Appends one event frame to `out`. The caller has checked the limits; they are asserted here.
+pub fn encode_event(out: &mut Vec<u8>, salt: u64, e: &EventFields<'_>) {
+    assert!(!e.stream.is_empty() && e.stream.len() <= limits::STREAM_NAME_BYTES_MAX);
+    assert!(!e.event_type.is_empty() && e.event_type.len() <= limits::EVENT_TYPE_BYTES_MAX);
+    assert!(e.metadata.len() + e.payload.len() <= limits::EVENT_BODY_BYTES_MAX);
+    assert!(e.position < e.batch_end && e.durable <= e.position);
+    let start = out.len();
+    assert!(start % super::FRAME_ALIGN_BYTES == 0, "frames start 16-byte aligned");
+    let total = event_frame_bytes(e.stream.len(), e.event_type.len(), e.metadata.len(), e.payload.len());
+    let payload_at = align_up(HEADER_BYTES + e.stream.len() + e.event_type.len() + e.metadata.len());
+    out.resize(start + HEADER_BYTES, 0);
+    {
+        let h = &mut out[start..start + HEADER_BYTES];
+        write_u32(h, LEN_AT, total as u32);
+        h[KIND_AT] = FrameKind::Event as u8;
+        h[STREAM_LEN_AT] = e.stream.len() as u8;
+        h[TYPE_LEN_AT] = e.event_type.len() as u8;
+        write_u32(h, METADATA_LEN_AT, e.metadata.len() as u32);
+        write_u32(h, PAYLOAD_LEN_AT, e.payload.len() as u32);
+        write_u64(h, POSITION_AT, e.position);
+        write_u64(h, BATCH_END_AT, e.batch_end);
+        write_u64(h, DURABLE_AT, e.durable);
+        write_u64(h, VERSION_AT, e.version);
+        write_u64(h, TIMESTAMP_AT, e.timestamp_us);
+        h[ID_AT..ID_AT + 16].copy_from_slice(&e.id);
+    }
+    out.extend_from_slice(e.stream);
+    out.extend_from_slice(e.event_type);
+    out.extend_from_slice(e.metadata);
+    out.resize(start + payload_at, 0);
+    out.extend_from_slice(e.payload);
+    out.resize(start + total, 0);
+    seal(&mut out[start..], salt);
+    debug_assert_eq!(out.len() - start, total);
+}
+
+/// Appends a header-only frame (clean-close marker or segment footer) to `out`.
+pub fn encode_marker(out: &mut Vec<u8>, salt: u64, kind: FrameKind, next_position: u64, count: u64, timestamp_us: u64) {
+    assert!(kind != FrameKind::Event);
+    let start = out.len();
+    assert!(start % super::FRAME_ALIGN_BYTES == 0, "frames start 16-byte aligned");
+    out.resize(start + HEADER_BYTES, 0);
+    let h = &mut out[start..];
+    write_u32(h, LEN_AT, HEADER_BYTES as u32);
+    h[KIND_AT] = kind as u8;
+    write_u64(h, POSITION_AT, next_position);
+    write_u64(h, BATCH_END_AT, next_position);
+    write_u64(h, DURABLE_AT, next_position);
+    write_u64(h, VERSION_AT, count);
+    write_u64(h, TIMESTAMP_AT, timestamp_us);
+    seal(h, salt);
+}
+
+/// A frame decoded from untrusted bytes: every field checked against the bytes present and the checksum.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Frame {
+    pub kind: FrameKind,
+    pub frame_bytes: u32,
+    pub position: u64,
+    pub batch_end: u64,
+    pub durable: u64,
+    /// Event: its stream version. Footer: number of events in the segment. Marker: zero.
+    pub version: u64,
+    pub timestamp_us: u64,
+    pub id: [u8; 16],
+    pub stream_bytes: u8,
+    pub type_bytes: u8,
+    pub metadata_bytes: u32,
+    pub payload_bytes: u32,
+}
+
+impl Frame {
+    /// Offset of the stream name from the frame start.
+    #[inline]
+    pub fn stream_at(&self) -> usize {
+        HEADER_BYTES
+    }
+    #[inline]
+    pub fn type_at(&self) -> usize {
+        HEADER_BYTES + self.stream_bytes as usize
+    }
+    #[inline]
+    pub fn metadata_at(&self) -> usize {
+        self.type_at() + self.type_bytes as usize
+    }
+    #[inline]
+    pub fn payload_at(&self) -> usize {
+        align_up(self.metadata_at() + self.metadata_bytes as usize)
+    }
+}
+
+/// Why bytes at an offset are not a valid frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FrameError {
+    /// The length field is zero: nothing was ever written here (preallocated space), or it was zeroed.
+    Empty,
+    /// Fewer bytes remain than the frame's header or its length claims.
+    Truncated,
+    /// The length or a field is impossible (not aligned, over the limits, inconsistent lengths, unknown kind).
+    BadLayout(&'static str),
+    /// The checksum does not match the bytes.
+    BadChecksum,
+}
+
+impl std::fmt::Display for FrameError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FrameError::Empty => write!(f, "no frame (zero length)"),
+            FrameError::Truncated => write!(f, "frame runs past the end of the segment"),
+            FrameError::BadLayout(why) => write!(f, "invalid frame: {why}"),
+            FrameError::BadChecksum => write!(f, "frame checksum mismatch"),
+        }
+    }
+}
+
+/// Reads only the length field at the start of `bytes`, if four bytes are there.
+#[inline]
+pub fn peek_frame_bytes(bytes: &[u8]) -> Option<u32> {
+    (bytes.len() >= 4).then(|| read_u32(bytes, LEN_AT))
+}
+
+/// Decodes the frame at the start of `bytes` (which may extend past the frame) and verifies its checksum.
+pub fn decode(bytes: &[u8], salt: u64) -> Result<Frame, FrameError> {
+    let frame = decode_unverified(bytes)?;
+    let whole = &bytes[..frame.frame_bytes as usize];
+    if checksum_of(whole, salt) != read_u32(whole, CHECKSUM_AT) {
+        return Err(FrameError::BadChecksum);
+    }
+    Ok(frame)
+}
+
+/// Decodes and bounds-checks the frame at the start of `bytes` without verifying its checksum. Every length is
+/// still checked against the bytes present, so the result can be sliced without panicking.
+pub fn decode_unverified(bytes: &[u8]) -> Result<Frame, FrameError> {
+    if bytes.len() < HEADER_BYTES {
+        return if bytes.len() >= 4 && read_u32(bytes, LEN_AT) == 0 { Err(FrameError::Empty) } else { Err(FrameError::Truncated) };
+    }
+    let frame_bytes = read_u32(bytes, LEN_AT);
+    if frame_bytes == 0 {
+        return Err(FrameError::Empty);
+    }
+    let len = frame_bytes as usize;
+    if len % super::FRAME_ALIGN_BYTES != 0 || len < HEADER_BYTES || len > FRAME_BYTES_MAX {
+        return Err(FrameError::BadLayout("frame length"));
+    }
+    if len > bytes.len() {
+        return Err(FrameError::Truncated);
+    }
+    let kind = FrameKind::from_u8(bytes[KIND_AT]).ok_or(FrameError::BadLayout("frame kind"))?;
+    let frame = Frame {
+        kind,
+        frame_bytes,
+        position: read_u64(bytes, POSITION_AT),
+        batch_end: read_u64(bytes, BATCH_END_AT),
+        durable: read_u64(bytes, DURABLE_AT),
+        version: read_u64(bytes, VERSION_AT),
+        timestamp_us: read_u64(bytes, TIMESTAMP_AT),
+        id: {
+            let mut id = [0u8; 16];
+            id.copy_from_slice(&bytes[ID_AT..ID_AT + 16]);
+            id
+        },
+        stream_bytes: bytes[STREAM_LEN_AT],
+        type_bytes: bytes[TYPE_LEN_AT],
+        metadata_bytes: read_u32(bytes, METADATA_LEN_AT),
+        payload_bytes: read_u32(bytes, PAYLOAD_LEN_AT),
+    };
+    match kind {
+        FrameKind::Event => {
+            if frame.stream_bytes == 0 || frame.type_bytes == 0 {
+                return Err(FrameError::BadLayout("empty stream name or event type"));
+            }
+            let body = frame.metadata_bytes as u64 + frame.payload_bytes as u64;
+            if body > limits::EVENT_BODY_BYTES_MAX as u64 {
+                return Err(FrameError::BadLayout("event body over the limit"));
+            }
+            let expected = event_frame_bytes(
+                frame.stream_bytes as usize,
+                frame.type_bytes as usize,
+                frame.metadata_bytes as usize,
+                frame.payload_bytes as usize,
+            );
+            if expected != len {
+                return Err(FrameError::BadLayout("frame length disagrees with field lengths"));
+            }
+            if frame.position >= frame.batch_end {
+                return Err(FrameError::BadLayout("position not below batch end"));
+            }
+        }
+        FrameKind::CloseMarker | FrameKind::Footer => {
+            if len != HEADER_BYTES || frame.stream_bytes != 0 || frame.type_bytes != 0 || frame.metadata_bytes != 0 || frame.payload_bytes != 0 {
+                return Err(FrameError::BadLayout("marker with a body"));
+            }
+        }
+    }
+    Ok(frame)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fields<'a>(payload: &'a [u8], metadata: &'a [u8]) -> EventFields<'a> {
+        EventFields {
+            position: 7,
+            batch_end: 9,
+            durable: 5,
+            version: 3,
+            timestamp_us: 1_700_000_000_123_456,
+            id: [0xab; 16],
+            stream: b"account-42",
+            event_type: b"Deposited",
+            metadata,
+            payload,
+        }
+    }
+
+    #[test]
+    fn event_round_trip_with_aligned_payload() {
+        for (plen, mlen) in [(0usize, 0usize), (1, 0), (128, 3), (15, 17), (4096, 100)] {
+            let payload: Vec<u8> = (0..plen).map(|i| i as u8).collect();
+            let metadata: Vec<u8> = (0..mlen).map(|i| (i * 7) as u8).collect();
+            let mut out = Vec::new();
+            let f = fields(&payload, &metadata);
+            encode_event(&mut out, 99, &f);
+            assert_eq!(out.len(), event_frame_bytes(10, 9, mlen, plen));
+            assert_eq!(out.len() % 16, 0);
+            let d = decode(&out, 99).expect("valid frame");
+            assert_eq!(d.kind, FrameKind::Event);
+            assert_eq!((d.position, d.batch_end, d.durable, d.version), (7, 9, 5, 3));
+            assert_eq!(d.timestamp_us, f.timestamp_us);
+            assert_eq!(d.id, [0xab; 16]);
+            assert_eq!(&out[d.stream_at()..d.type_at()], b"account-42");
+            assert_eq!(&out[d.type_at()..d.metadata_at()], b"Deposited");
+            assert_eq!(&out[d.metadata_at()..d.metadata_at() + mlen], &metadata[..]);
+            assert_eq!(d.payload_at() % 16, 0);
+            assert_eq!(&out[d.payload_at()..d.payload_at() + plen], &payload[..]);
+        }
+    }
+
+    #[test]
+    fn wrong_salt_fails_the_checksum() {
+        let mut out = Vec::new();
+        encode_event(&mut out, 1, &fields(b"x", b""));
+        assert_eq!(decode(&out, 2), Err(FrameError::BadChecksum));
+    }
+
+    #[test]
+    fn every_single_bit_flip_is_detected() {
+        let mut out = Vec::new();
+        encode_event(&mut out, 5, &fields(b"some payload bytes", b"meta"));
+        for bit in 0..out.len() * 8 {
+            let mut c = out.clone();
+            c[bit / 8] ^= 1 << (bit % 8);
+            assert!(decode(&c, 5).is_err(), "bit {bit} flipped went unnoticed");
+        }
+    }
+
+    #[test]
+    fn markers_round_trip() {
+        for kind in [FrameKind::CloseMarker, FrameKind::Footer] {
+            let mut out = Vec::new();
+            encode_marker(&mut out, 3, kind, 1234, 77, 9);
+            let d = decode(&out, 3).expect("valid marker");
+            assert_eq!((d.kind, d.position, d.version, d.durable), (kind, 1234, 77, 1234));
+        }
+    }
+
+    #[test]
+    fn truncated_and_empty_input() {
+        let mut out = Vec::new();
+        encode_event(&mut out, 5, &fields(b"payload", b""));
+        assert_eq!(decode(&out[..out.len() - 16], 5), Err(FrameError::Truncated));
+        assert_eq!(decode(&out[..40], 5), Err(FrameError::Truncated));
+        assert_eq!(decode(&[0u8; 200], 5), Err(FrameError::Empty));
+        assert_eq!(decode(&[0u8; 8], 5), Err(FrameError::Empty));
+        assert_eq!(decode(&[], 5), Err(FrameError::Truncated));
+    }
+
+    #[test]
+    fn absurd_lengths_are_rejected_before_use() {
+        let mut b = vec![0u8; 256];
+        write_u32(&mut b, LEN_AT, u32::MAX & !15);
+        assert!(matches!(decode(&b, 0), Err(FrameError::BadLayout(_))));
+        write_u32(&mut b, LEN_AT, 33);
+        assert!(matches!(decode(&b, 0), Err(FrameError::BadLayout(_))));
+        write_u32(&mut b, LEN_AT, 160);
+        b[KIND_AT] = 1;
+        b[STREAM_LEN_AT] = 1;
+        b[TYPE_LEN_AT] = 1;
+        write_u32(&mut b, PAYLOAD_LEN_AT, u32::MAX);
+        assert!(matches!(decode(&b, 0), Err(FrameError::BadLayout(_))));
+    }
+}

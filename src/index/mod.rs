@@ -1,0 +1,87 @@
+//! The stream index: for every stream, where each of its events is in the log.
+//!
+//! This is the only module that knows how streams are found. Its interface is narrow on purpose (look up a
+//! stream's last version, the location of one version, the locations from a version on; record a new event)
+//! so that the persistent, memory-mapped index of a later issue can replace this in-memory one without
+//! touching the rest of the store. For now the index is rebuilt by the scan at open and kept on the heap:
+//! eight bytes per event plus the stream name and a hash-map entry per stream.
+
+use std::collections::HashMap;
+
+use crate::log::Location;
+
+/// Stream name -> the location of each of its versions.
+#[derive(Default)]
+pub struct StreamIndex {
+    streams: HashMap<Box<str>, Vec<Location>>,
+}
+
+/// The index was asked to record an event whose version does not follow the stream's last one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VersionGap {
+    pub expected: u64,
+    pub found: u64,
+}
+
+impl StreamIndex {
+    pub fn new() -> StreamIndex {
+        StreamIndex::default()
+    }
+
+    /// The stream's last version, `None` if it has no events.
+    pub fn last_version(&self, stream: &str) -> Option<u64> {
+        self.streams.get(stream).and_then(|v| (v.len() as u64).checked_sub(1))
+    }
+
+    /// Where the event `version` of `stream` is.
+    pub fn location(&self, stream: &str, version: u64) -> Option<Location> {
+        let v = self.streams.get(stream)?;
+        v.get(usize::try_from(version).ok()?).copied()
+    }
+
+    /// The locations of the stream's events from `from_version` on (empty if none).
+    pub fn locations_from(&self, stream: &str, from_version: u64) -> &[Location] {
+        let Some(v) = self.streams.get(stream) else { return &[] };
+        let from = usize::try_from(from_version).unwrap_or(usize::MAX).min(v.len());
+        &v[from..]
+    }
+
+    /// Records that `stream`'s event `version` is at `location`. Versions must arrive in order from 0.
+    pub fn push(&mut self, stream: &str, version: u64, location: Location) -> Result<(), VersionGap> {
+        let entry = match self.streams.get_mut(stream) {
+            Some(v) => v,
+            None => self.streams.entry(stream.into()).or_default(),
+        };
+        if entry.len() as u64 != version {
+            return Err(VersionGap { expected: entry.len() as u64, found: version });
+        }
+        entry.push(location);
+        Ok(())
+    }
+
+    /// Number of streams with at least one event.
+    pub fn stream_count(&self) -> usize {
+        self.streams.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_are_recorded_in_order() {
+        let mut ix = StreamIndex::new();
+        assert_eq!(ix.last_version("a"), None);
+        ix.push("a", 0, Location::new(0, 64)).unwrap();
+        ix.push("b", 0, Location::new(0, 200)).unwrap();
+        ix.push("a", 1, Location::new(1, 64)).unwrap();
+        assert_eq!(ix.last_version("a"), Some(1));
+        assert_eq!(ix.location("a", 1), Some(Location::new(1, 64)));
+        assert_eq!(ix.location("a", 2), None);
+        assert_eq!(ix.locations_from("a", 1), &[Location::new(1, 64)]);
+        assert!(ix.locations_from("a", u64::MAX).is_empty());
+        assert_eq!(ix.push("a", 5, Location::new(1, 99)), Err(VersionGap { expected: 2, found: 5 }));
+        assert_eq!(ix.stream_count(), 2);
+    }
+}

@@ -1,0 +1,195 @@
+//! One segment file: created preallocated and zero-filled, named by its first position, mapped read-only.
+//!
+//! # The mmap contract
+//! Readers borrow event bytes straight from a read-only shared mapping of the whole segment file. That is
+//! sound only because annals guarantees, for as long as any mapping of the file lives:
+//! 1. the store holds an exclusive lock on its folder, so no other annals instance writes the files;
+//! 2. a segment file's length never changes after creation (it is preallocated), so no page of the mapping
+//!    can disappear;
+//! 3. bytes are handed to readers only below the published head, and the writer only writes past it; bytes
+//!    once published are never rewritten (a torn tail is zeroed at open, before anything is mapped for readers).
+//!
+//! A process that ignores the lock and changes the files, or a disk error on a mapped page (SIGBUS), is outside
+//! what a mapping can defend against; recovery and verification read with `pread` and report such errors.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::format::segment_header::{self, SegmentHeader};
+use crate::fs::{FileHandle, FileSystem, Mapping, OpenMode};
+use crate::limits::SEGMENT_FILL_CHUNK_BYTES;
+use crate::{Error, Result};
+
+/// File-name suffix of segment files.
+pub const SUFFIX: &str = ".seg";
+
+/// The file name of the segment whose first event has `first_position`: 20 decimal digits, so names sort
+/// in log order.
+pub fn file_name(first_position: u64) -> String {
+    format!("{first_position:020}{SUFFIX}")
+}
+
+/// Parses a segment file name back into its first position.
+pub fn parse_file_name(name: &str) -> Option<u64> {
+    let digits = name.strip_suffix(SUFFIX)?;
+    if digits.len() != 20 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+/// An open, mapped segment file.
+pub struct Segment {
+    path: PathBuf,
+    header: SegmentHeader,
+    file: Box<dyn FileHandle>,
+    map: Arc<dyn Mapping>,
+}
+
+impl Segment {
+    /// Creates a new segment: a temporary file zero-filled to `segment_bytes` in 4 KiB-multiple writes (so later
+    /// `fdatasync`s carry data only), the header written, synced, renamed into place, the folder synced.
+    pub fn create(fs: &dyn FileSystem, dir: &Path, segment_number: u64, first_position: u64, segment_bytes: u64, salt: u64) -> Result<Segment> {
+        assert!(segment_bytes % SEGMENT_FILL_CHUNK_BYTES as u64 == 0);
+        assert!(segment_bytes >= segment_header::SIZE_BYTES as u64);
+        let name = file_name(first_position);
+        let path = dir.join(&name);
+        let tmp = dir.join(format!("{name}.tmp"));
+        let header = SegmentHeader {
+            format_version: crate::format::FORMAT_VERSION,
+            segment_number,
+            first_position,
+            salt,
+            segment_bytes,
+            created_us: super::now_us(),
+        };
+        let result = (|| -> std::io::Result<()> {
+            match fs.remove_file(&tmp) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+                _ => {}
+            }
+            let f = fs.open(&tmp, OpenMode::CreateNew)?;
+            const ZERO_WRITE_BYTES: usize = 64 * SEGMENT_FILL_CHUNK_BYTES;
+            let zeros = vec![0u8; ZERO_WRITE_BYTES];
+            let mut at = 0u64;
+            while at < segment_bytes {
+                let n = (segment_bytes - at).min(ZERO_WRITE_BYTES as u64) as usize;
+                f.write_all_at(&zeros[..n], at)?;
+                at += n as u64;
+            }
+            f.write_all_at(&header.encode(), 0)?;
+            f.sync_data()?;
+            Ok(())
+        })();
+        if let Err(e) = result {
+            let _ = fs.remove_file(&tmp);
+            return Err(Error::Io(e));
+        }
+        fs.rename(&tmp, &path)?;
+        fs.sync_dir(dir)?;
+        Segment::open(fs, &path)
+    }
+
+    /// Opens and maps an existing segment file, checking its header.
+    pub fn open(fs: &dyn FileSystem, path: &Path) -> Result<Segment> {
+        let file = fs.open(path, OpenMode::ReadWrite)?;
+        let len = file.len()?;
+        let mut head = [0u8; segment_header::SIZE_BYTES];
+        if len < head.len() as u64 {
+            return Err(Error::corrupt(path, 0, format!("segment file is {len} bytes, shorter than its header")));
+        }
+        file.read_exact_at(&mut head, 0)?;
+        let header = match SegmentHeader::decode(&head) {
+            Ok(h) => h,
+            Err(segment_header::SegmentHeaderError::NewerVersion(v)) => {
+                return Err(Error::Incompatible {
+                    path: path.to_path_buf(),
+                    reason: format!("segment written by format version {v}; this build reads up to {}", crate::format::FORMAT_VERSION),
+                })
+            }
+            Err(e) => return Err(Error::corrupt(path, 0, e.to_string())),
+        };
+        if header.segment_bytes != len {
+            return Err(Error::corrupt(path, 0, format!("header says {} bytes, file has {len}", header.segment_bytes)));
+        }
+        let map = file.map()?;
+        if map.bytes().len() as u64 != len {
+            return Err(Error::corrupt(path, 0, "mapping length differs from file length"));
+        }
+        Ok(Segment { path: path.to_path_buf(), header, file, map })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn header(&self) -> &SegmentHeader {
+        &self.header
+    }
+
+    pub fn number(&self) -> u64 {
+        self.header.segment_number
+    }
+
+    pub fn first_position(&self) -> u64 {
+        self.header.first_position
+    }
+
+    pub fn salt(&self) -> u64 {
+        self.header.salt
+    }
+
+    /// The file's length (fixed at creation).
+    pub fn len_bytes(&self) -> u64 {
+        self.header.segment_bytes
+    }
+
+    /// The whole mapped file. Only bytes below what the writer has published may be read as data.
+    #[inline]
+    pub fn bytes(&self) -> &[u8] {
+        self.map.bytes()
+    }
+
+    pub fn file(&self) -> &dyn FileHandle {
+        &*self.file
+    }
+
+    /// Reads and verifies the event frame at `offset`, checking that its names are UTF-8.
+    pub fn event_at(&self, offset: usize) -> Result<crate::format::frame::Frame> {
+        use crate::format::frame::{self, FrameKind};
+        let bytes = self.bytes();
+        let frame = bytes
+            .get(offset..)
+            .ok_or_else(|| Error::corrupt(&self.path, offset as u64, "offset past the end of the segment"))
+            .and_then(|b| frame::decode(b, self.salt()).map_err(|e| Error::corrupt(&self.path, offset as u64, e.to_string())))?;
+        if frame.kind != FrameKind::Event {
+            return Err(Error::corrupt(&self.path, offset as u64, format!("expected an event frame, found {:?}", frame.kind)));
+        }
+        let names = &bytes[offset + frame.stream_at()..offset + frame.metadata_at()];
+        let (stream, event_type) = names.split_at(frame.stream_bytes as usize);
+        if std::str::from_utf8(stream).is_err() || std::str::from_utf8(event_type).is_err() {
+            return Err(Error::corrupt(&self.path, offset as u64, "stream name or event type is not UTF-8"));
+        }
+        Ok(frame)
+    }
+}
+
+impl std::fmt::Debug for Segment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Segment").field("path", &self.path).field("header", &self.header).finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_names_round_trip_and_sort() {
+        assert_eq!(file_name(42), "00000000000000000042.seg");
+        assert_eq!(parse_file_name(&file_name(u64::MAX)), Some(u64::MAX));
+        assert_eq!(parse_file_name("42.seg"), None);
+        assert_eq!(parse_file_name("0000000000000000004x.seg"), None);
+        assert!(file_name(9) < file_name(10));
+    }
+}

@@ -1,0 +1,113 @@
+//! How a store is opened: the [`Options`] builder and the [`Durability`] modes.
+
+use std::fmt;
+use std::path::Path;
+use std::sync::Arc;
+
+use crate::fs::{FileSystem, StdFileSystem};
+use crate::limits;
+use crate::{Result, Store};
+
+/// When an append returns, relative to its events reaching stable storage.
+///
+/// ```
+/// use annals::{Durability, Options};
+/// let dir = tempfile::tempdir()?;
+/// let store = Options::new().durability(Durability::Buffered).open(dir.path())?;
+/// store.append("s", annals::ExpectedVersion::Any, &[annals::NewEvent::new("E", "x")])?;
+/// store.sync()?; // now durable
+/// # Ok::<(), annals::Error>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Durability {
+    /// An append returns once its events are durable (`fdatasync` completed). The default.
+    #[default]
+    Sync,
+    /// An append returns once its events are handed to the operating system: visible to readers at once and
+    /// kept through a crash of the process. An OS crash or power loss may lose the appends after the last
+    /// completed [`Store::sync`] (whole appends, from the end, never a hole).
+    Buffered,
+}
+
+/// Options for opening a [`Store`]: a builder with documented defaults and bounds.
+///
+/// ```
+/// use annals::{Durability, Options};
+/// let dir = tempfile::tempdir()?;
+/// let store = Options::new().segment_size(8 << 20).durability(Durability::Sync).open(dir.path())?;
+/// assert_eq!(store.head().as_u64(), 0);
+/// # Ok::<(), annals::Error>(())
+/// ```
+#[derive(Clone)]
+pub struct Options {
+    pub(crate) segment_bytes: u64,
+    pub(crate) durability: Durability,
+    pub(crate) file_system: Arc<dyn FileSystem>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            segment_bytes: limits::SEGMENT_BYTES_DEFAULT,
+            durability: Durability::Sync,
+            file_system: Arc::new(StdFileSystem),
+        }
+    }
+}
+
+impl fmt::Debug for Options {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Options")
+            .field("segment_size", &self.segment_bytes)
+            .field("durability", &self.durability)
+            .field("file_system", &self.file_system)
+            .finish()
+    }
+}
+
+impl Options {
+    /// The defaults: 64 MiB segments, [`Durability::Sync`], the operating system's file system.
+    pub fn new() -> Options {
+        Options::default()
+    }
+
+    /// Bytes per segment file. Default 64 MiB; accepted from 1 MiB to 1 GiB, rounded up to a multiple of 4 KiB
+    /// when the store opens (an out-of-range value makes [`Options::open`] fail with `InvalidInput`). An append
+    /// larger than this gets a segment of its own, sized to fit, so the size does not lower any other limit.
+    /// The size applies to segments created from now on; existing ones keep theirs.
+    pub fn segment_size(mut self, bytes: u64) -> Options {
+        self.segment_bytes = bytes;
+        self
+    }
+
+    /// When appends return; see [`Durability`]. Default [`Durability::Sync`].
+    pub fn durability(mut self, durability: Durability) -> Options {
+        self.durability = durability;
+        self
+    }
+
+    /// Replaces the file-system layer: every file operation of the store goes through it. This is the seam
+    /// the fault-injection tests use; ordinary users never need it.
+    #[doc(hidden)]
+    pub fn file_system(mut self, file_system: Arc<dyn FileSystem>) -> Options {
+        self.file_system = file_system;
+        self
+    }
+
+    /// Opens (creating if needed) the store in the folder `path` with these options.
+    pub fn open(&self, path: impl AsRef<Path>) -> Result<Store> {
+        Store::open_with(path.as_ref(), self.clone())
+    }
+
+    pub(crate) fn validate(&self) -> Result<()> {
+        if !(limits::SEGMENT_BYTES_MIN..=limits::SEGMENT_BYTES_MAX).contains(&self.segment_bytes) {
+            return Err(crate::Error::invalid(format!(
+                "segment_size {} is outside {}..={} bytes",
+                self.segment_bytes,
+                limits::SEGMENT_BYTES_MIN,
+                limits::SEGMENT_BYTES_MAX
+            )));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,684 @@
+//! [`Store`]: the facade. It orchestrates; the work is done by the log ([`crate::log`]), the stream index
+//! ([`crate::index`]) and the format ([`crate::format`]).
+//!
+//! Threads and ownership: appends serialize on the writer mutex (the only writer of segment files). Readers
+//! share the [`State`] (mapped segments and stream index) behind a read-write lock that the writer takes for
+//! writing only for the moment it publishes an append; the head position is published last, with `Release`,
+//! and read with `Acquire`, so a reader that sees a head sees every event below it.
+//!
+//! Invariants: every event in the index and below the head is durable under the store's durability mode; the
+//! index holds, for every stream, versions 0..=last without gaps; nothing is written after the store is
+//! poisoned.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use crate::event::{AppendResult, ExpectedVersion, NewEvent, Position, RecordedEvent, StreamAppend};
+use crate::format::store_file::{self, StoreFile, StoreFileError};
+use crate::format::{frame, segment_header, FORMAT_VERSION};
+use crate::fs::{self, FileSystem, LockGuard};
+use crate::index::StreamIndex;
+use crate::limits;
+use crate::log::reader::{LogMap, ReadAll};
+use crate::log::recovery::{self, Stop};
+use crate::log::segment::{self, Segment};
+use crate::log::writer::{PlannedPart, WriteFailure, Writer};
+use crate::log::Location;
+use crate::options::{Durability, Options};
+use crate::{Error, Result};
+
+/// Name of the lock file inside the store folder.
+pub const LOCK_FILE_NAME: &str = "LOCK";
+
+/// An open event store: a cheap, cloneable handle (`Send + Sync`).
+///
+/// The store closes when the last handle and the last iterator made from it are dropped: a `Buffered` store
+/// syncs first, then a clean-close marker is written, and the folder lock is released, so the folder can be
+/// opened again at once.
+///
+/// ```
+/// use annals::{ExpectedVersion, NewEvent, Position, Store};
+/// let dir = tempfile::tempdir()?;
+/// let store = Store::open(dir.path())?;
+/// let r = store.append("account-42", ExpectedVersion::NoStream, &[NewEvent::new("Opened", "")])?;
+/// assert_eq!((r.first_version, r.last_version, r.position), (0, 0, Position::START));
+/// for ev in store.read_stream("account-42", 0)? {
+///     let ev = ev?;
+///     assert_eq!(ev.event_type(), "Opened");
+/// }
+/// drop(store);
+/// let store = Store::open(dir.path())?; // reopens with everything there
+/// assert_eq!(store.stream_version("account-42"), Some(0));
+/// # Ok::<(), annals::Error>(())
+/// ```
+#[derive(Clone)]
+pub struct Store {
+    shared: Arc<Shared>,
+}
+
+/// What readers share: the mapped log and the stream index.
+pub(crate) struct State {
+    pub(crate) log: LogMap,
+    pub(crate) index: StreamIndex,
+}
+
+pub(crate) struct Shared {
+    dir: PathBuf,
+    durability: Durability,
+    writer: Mutex<Writer>,
+    state: RwLock<State>,
+    /// The position the next event gets; every event below it is committed. Written (Release) by the writer
+    /// after it has updated `state`; read (Acquire) by readers.
+    head: AtomicU64,
+    poisoned: AtomicBool,
+    _lock: Box<dyn LockGuard>,
+}
+
+impl Shared {
+    pub(crate) fn state(&self) -> RwLockReadGuard<'_, State> {
+        // A panic while the state was written is a bug; the index may be behind the log but never ahead.
+        self.state.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn state_mut(&self) -> RwLockWriteGuard<'_, State> {
+        self.state.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn writer(&self) -> Result<MutexGuard<'_, Writer>> {
+        let w = self.writer.lock().map_err(|_| Error::Poisoned)?;
+        if self.poisoned.load(Ordering::Acquire) {
+            return Err(Error::Poisoned);
+        }
+        Ok(w)
+    }
+
+    fn poison(&self) {
+        self.poisoned.store(true, Ordering::Release);
+    }
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        if self.poisoned.load(Ordering::Acquire) {
+            return;
+        }
+        if let Ok(w) = self.writer.get_mut() {
+            // Nothing can report an error from a drop; a failed close only means the next open does a little
+            // more work to tell a torn tail from corruption.
+            let _ = w.close();
+        }
+    }
+}
+
+/// What the store decides for one part of an append.
+enum Decision {
+    /// An idempotent retry: the events are already there; this is the original result.
+    Retry(AppendResult),
+    /// Append the part; its first event gets this version.
+    Write(u64),
+}
+
+impl Store {
+    /// Opens the store in the folder `path` with default [`Options`], creating the folder and an empty store
+    /// if needed.
+    ///
+    /// Fails with [`Error::Locked`] if another open store (in this process or another) holds the folder,
+    /// [`Error::Incompatible`] if the folder is not an annals store or was written by a newer format,
+    /// [`Error::Corrupt`] if acknowledged data is damaged (a torn tail from a crash is cut silently).
+    ///
+    /// Reads are served from read-only memory mappings of the segment files (see the mmap contract in the
+    /// crate docs): do not modify the files of an open store, and note that a disk error on a mapped page
+    /// raises SIGBUS, as in every mmap-based engine.
+    pub fn open(path: impl AsRef<Path>) -> Result<Store> {
+        Options::new().open(path)
+    }
+
+    pub(crate) fn open_with(dir: &Path, options: Options) -> Result<Store> {
+        options.validate()?;
+        let chunk = limits::SEGMENT_FILL_CHUNK_BYTES as u64;
+        let segment_bytes = options.segment_bytes.div_ceil(chunk) * chunk;
+        let fs = options.file_system.clone();
+        fs.create_dir_all(dir)?;
+        let lock_path = dir.join(LOCK_FILE_NAME);
+        let lock = fs.try_lock(&lock_path)?.ok_or(Error::Locked { path: lock_path })?;
+        let names = open_store_file(&*fs, dir)?;
+        let recovered = recover(&*fs, dir, &names)?;
+        let writer = Writer::new(fs.clone(), dir.to_path_buf(), segment_bytes, recovered.tail, recovered.next_position, recovered.next_segment_number);
+        let shared = Shared {
+            dir: dir.to_path_buf(),
+            durability: options.durability,
+            writer: Mutex::new(writer),
+            state: RwLock::new(recovered.state),
+            head: AtomicU64::new(recovered.next_position),
+            poisoned: AtomicBool::new(false),
+            _lock: lock,
+        };
+        Ok(Store { shared: Arc::new(shared) })
+    }
+
+    /// Appends `events` to `stream` if the stream is at `expected`, atomically (all or none, after any crash).
+    ///
+    /// Returns when the events are durable ([`Durability::Sync`]) or handed to the OS
+    /// ([`Durability::Buffered`]). A retry with the same event ids returns the original result and writes
+    /// nothing (see the crate docs for the exact rules). Errors: [`Error::WrongExpectedVersion`] on a
+    /// conflict, [`Error::InvalidInput`] for a bad name, type, size or duplicate id (nothing written),
+    /// [`Error::Io`] and then [`Error::Poisoned`] if a write or sync fails.
+    ///
+    /// ```
+    /// use annals::{ExpectedVersion, NewEvent, Store};
+    /// let dir = tempfile::tempdir()?;
+    /// let store = Store::open(dir.path())?;
+    /// let events = [NewEvent::new("Deposited", "10"), NewEvent::new("Deposited", "20")];
+    /// let r = store.append("account-7", ExpectedVersion::NoStream, &events)?;
+    /// assert_eq!((r.first_version, r.last_version), (0, 1));
+    /// // The same events again (same ids): an idempotent retry, nothing written.
+    /// assert_eq!(store.append("account-7", ExpectedVersion::NoStream, &events)?, r);
+    /// # Ok::<(), annals::Error>(())
+    /// ```
+    pub fn append(&self, stream: &str, expected: ExpectedVersion, events: &[NewEvent]) -> Result<AppendResult> {
+        let mut results = self.append_parts(&[StreamAppend::new(stream, expected, events)])?;
+        Ok(results.pop().expect("one result per part"))
+    }
+
+    /// Appends to several streams atomically: every part's expected version is checked, then all parts are
+    /// written as one append, or none is. Results come in the order of the parts. A conflict reports the first
+    /// conflicting part; an empty list or a stream named twice is [`Error::InvalidInput`].
+    ///
+    /// ```
+    /// use annals::{ExpectedVersion, NewEvent, Store, StreamAppend};
+    /// let dir = tempfile::tempdir()?;
+    /// let store = Store::open(dir.path())?;
+    /// let a = [NewEvent::new("Placed", "")];
+    /// let b = [NewEvent::new("Reserved", "")];
+    /// let rs = store.append_many(&[
+    ///     StreamAppend::new("order-7", ExpectedVersion::NoStream, &a),
+    ///     StreamAppend::new("stock-9", ExpectedVersion::Any, &b),
+    /// ])?;
+    /// assert_eq!(rs[0].position.as_u64() + 1, rs[1].position.as_u64());
+    /// # Ok::<(), annals::Error>(())
+    /// ```
+    pub fn append_many(&self, parts: &[StreamAppend<'_>]) -> Result<Vec<AppendResult>> {
+        self.append_parts(parts)
+    }
+
+    fn append_parts(&self, parts: &[StreamAppend<'_>]) -> Result<Vec<AppendResult>> {
+        validate_append(parts)?;
+        let shared = &*self.shared;
+        let mut writer = shared.writer()?;
+        let decisions = {
+            let state = shared.state();
+            parts.iter().map(|p| decide(&state, p)).collect::<Result<Vec<_>>>()?
+        };
+        let planned: Vec<PlannedPart<'_>> = parts
+            .iter()
+            .zip(&decisions)
+            .filter_map(|(p, d)| match d {
+                Decision::Write(first_version) => Some(PlannedPart { stream: p.stream, first_version: *first_version, events: p.events }),
+                Decision::Retry(_) => None,
+            })
+            .collect();
+        if planned.is_empty() {
+            return Ok(decisions.into_iter().map(|d| match d {
+                Decision::Retry(r) => r,
+                Decision::Write(_) => unreachable!("no part is written"),
+            }).collect());
+        }
+        let written = match writer.append(&planned, shared.durability == Durability::Sync) {
+            Ok(w) => w,
+            Err(WriteFailure::NotWritten(e)) => return Err(e),
+            Err(WriteFailure::Poisoning(e)) => {
+                shared.poison();
+                return Err(e);
+            }
+        };
+        let end = writer.next_position();
+        {
+            let mut state = shared.state_mut();
+            if let Some(segment) = written.new_segment {
+                state.log.push_segment(segment);
+            }
+            let mut locations = written.locations.iter();
+            let mut position = written.first_position;
+            for part in &planned {
+                for i in 0..part.events.len() as u64 {
+                    let at = *locations.next().expect("one location per event");
+                    state.index.push(part.stream, part.first_version + i, at).expect("versions were checked under the writer lock");
+                    state.log.note_event(at.segment(), position, at.offset());
+                    position += 1;
+                }
+            }
+            debug_assert_eq!(position, end);
+        }
+        shared.head.store(end, Ordering::Release);
+        drop(writer);
+
+        let mut position = written.first_position;
+        Ok(parts
+            .iter()
+            .zip(decisions)
+            .map(|(p, d)| match d {
+                Decision::Retry(r) => r,
+                Decision::Write(first_version) => {
+                    let n = p.events.len() as u64;
+                    position += n;
+                    AppendResult { first_version, last_version: first_version + n - 1, position: Position::from_u64(position - 1) }
+                }
+            })
+            .collect())
+    }
+
+    /// Makes every event appended so far durable. With [`Durability::Sync`] there is nothing to do; with
+    /// [`Durability::Buffered`] this is the point after which an OS crash loses nothing appended before.
+    pub fn sync(&self) -> Result<()> {
+        let mut writer = self.shared.writer()?;
+        writer.sync().inspect_err(|_| self.shared.poison())
+    }
+
+    /// The events of `stream` from version `from_version` (inclusive), oldest first, up to the stream's last
+    /// version at the time of the call. An unknown stream reads as empty.
+    ///
+    /// ```
+    /// use annals::{ExpectedVersion, NewEvent, Store};
+    /// let dir = tempfile::tempdir()?;
+    /// let store = Store::open(dir.path())?;
+    /// store.append("s", ExpectedVersion::Any, &[NewEvent::new("A", "0"), NewEvent::new("B", "1")])?;
+    /// let types: Vec<String> = store.read_stream("s", 1)?.map(|e| e.map(|e| e.event_type().to_owned())).collect::<Result<_, _>>()?;
+    /// assert_eq!(types, ["B"]);
+    /// assert_eq!(store.read_stream("nope", 0)?.count(), 0);
+    /// # Ok::<(), annals::Error>(())
+    /// ```
+    pub fn read_stream(&self, stream: &str, from_version: u64) -> Result<ReadStream> {
+        if stream.is_empty() || stream.len() > limits::STREAM_NAME_BYTES_MAX {
+            return Err(Error::invalid(format!("stream names are 1 to {} bytes, got {}", limits::STREAM_NAME_BYTES_MAX, stream.len())));
+        }
+        let locations = self.shared.state().index.locations_from(stream, from_version).to_vec();
+        Ok(ReadStream {
+            shared: self.shared.clone(),
+            stream: stream.into(),
+            locations,
+            next: 0,
+            version: from_version,
+            segment: None,
+            failed: false,
+        })
+    }
+
+    /// Every event from `from` (inclusive) in commit order, up to the head at the time of the call.
+    pub fn read_all(&self, from: Position) -> ReadAll {
+        ReadAll::new(self.shared.clone(), from.as_u64(), self.shared.head.load(Ordering::Acquire))
+    }
+
+    /// The last version of `stream`, `None` if the stream has no events.
+    pub fn stream_version(&self, stream: &str) -> Option<u64> {
+        self.shared.state().index.last_version(stream)
+    }
+
+    /// The position the next event will get: just past the last committed event.
+    pub fn head(&self) -> Position {
+        Position::from_u64(self.shared.head.load(Ordering::Acquire))
+    }
+
+    /// The folder of the store.
+    pub fn path(&self) -> &Path {
+        &self.shared.dir
+    }
+
+    /// The store's durability mode.
+    pub fn durability(&self) -> Durability {
+        self.shared.durability
+    }
+
+    /// Number of streams with at least one event.
+    pub fn stream_count(&self) -> usize {
+        self.shared.state().index.stream_count()
+    }
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("path", &self.shared.dir).field("head", &self.head()).finish()
+    }
+}
+
+/// The events of one stream, oldest first. Returned by [`Store::read_stream`]; see there.
+pub struct ReadStream {
+    shared: Arc<Shared>,
+    stream: Box<str>,
+    locations: Vec<Location>,
+    next: usize,
+    version: u64,
+    segment: Option<Arc<Segment>>,
+    failed: bool,
+}
+
+impl ReadStream {
+    fn read(&mut self, at: Location) -> Result<RecordedEvent> {
+        let cached = self.segment.as_ref().is_some_and(|s| s.number() == at.segment() as u64);
+        if !cached {
+            let segment = self.shared.state().log.segment(at.segment()).cloned();
+            self.segment = Some(segment.ok_or_else(|| Error::corrupt(self.shared.dir(), 0, format!("index names missing segment {}", at.segment())))?);
+        }
+        let Some(segment) = self.segment.as_ref() else { unreachable!("set above") };
+        let offset = at.offset() as usize;
+        let f = segment.event_at(offset)?;
+        let event = RecordedEvent::new(segment.clone(), offset, f);
+        if event.stream() != &*self.stream || event.version() != self.version {
+            return Err(Error::corrupt(
+                segment.path(),
+                offset as u64,
+                format!("expected {:?} version {}, found {:?} version {}", self.stream, self.version, event.stream(), event.version()),
+            ));
+        }
+        Ok(event)
+    }
+}
+
+impl Iterator for ReadStream {
+    type Item = Result<RecordedEvent>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.failed {
+            return None;
+        }
+        let at = *self.locations.get(self.next)?;
+        self.next += 1;
+        let r = self.read(at);
+        self.version += 1;
+        self.failed = r.is_err();
+        Some(r)
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let n = if self.failed { 0 } else { self.locations.len() - self.next };
+        (n.min(1), Some(n))
+    }
+}
+
+/// Checks every limit of an append before anything is locked or written.
+fn validate_append(parts: &[StreamAppend<'_>]) -> Result<()> {
+    if parts.is_empty() {
+        return Err(Error::invalid("an append needs at least one stream"));
+    }
+    if parts.len() > limits::BATCH_STREAMS_MAX {
+        return Err(Error::invalid(format!("an append names at most {} streams, got {}", limits::BATCH_STREAMS_MAX, parts.len())));
+    }
+    let mut events = 0usize;
+    let mut body_bytes = 0usize;
+    for p in parts {
+        validate_stream_name(p.stream)?;
+        if p.events.is_empty() {
+            return Err(Error::invalid(format!("append to {:?} has no events", p.stream)));
+        }
+        if let ExpectedVersion::Exact(n) = p.expected {
+            if n >= u64::MAX - limits::BATCH_EVENTS_MAX as u64 {
+                return Err(Error::invalid(format!("expected version {n} is out of range")));
+            }
+        }
+        for e in p.events {
+            let t = e.event_type().len();
+            if t == 0 || t > limits::EVENT_TYPE_BYTES_MAX {
+                return Err(Error::invalid(format!("event types are 1 to {} bytes, got {t}", limits::EVENT_TYPE_BYTES_MAX)));
+            }
+            let body = e.payload().len() + e.metadata().len();
+            if body > limits::EVENT_BODY_BYTES_MAX {
+                return Err(Error::invalid(format!(
+                    "an event's payload and metadata are at most {} bytes, got {body}",
+                    limits::EVENT_BODY_BYTES_MAX
+                )));
+            }
+            body_bytes += body + t + p.stream.len();
+        }
+        events += p.events.len();
+    }
+    if events > limits::BATCH_EVENTS_MAX {
+        return Err(Error::invalid(format!("an append holds at most {} events, got {events}", limits::BATCH_EVENTS_MAX)));
+    }
+    if body_bytes > limits::BATCH_BODY_BYTES_MAX {
+        return Err(Error::invalid(format!("an append holds at most {} bytes, got {body_bytes}", limits::BATCH_BODY_BYTES_MAX)));
+    }
+    if parts.len() > 1 {
+        let mut streams = HashSet::with_capacity(parts.len());
+        if let Some(p) = parts.iter().find(|p| !streams.insert(p.stream)) {
+            return Err(Error::invalid(format!("stream {:?} is named twice in one append", p.stream)));
+        }
+    }
+    if events > 1 {
+        let mut ids = HashSet::with_capacity(events);
+        if let Some(e) = parts.iter().flat_map(|p| p.events).find(|e| !ids.insert(e.id())) {
+            return Err(Error::invalid(format!("event id {} appears twice in one append", e.id())));
+        }
+    }
+    Ok(())
+}
+
+fn validate_stream_name(stream: &str) -> Result<()> {
+    if stream.is_empty() || stream.len() > limits::STREAM_NAME_BYTES_MAX {
+        return Err(Error::invalid(format!("stream names are 1 to {} bytes, got {}", limits::STREAM_NAME_BYTES_MAX, stream.len())));
+    }
+    if stream.starts_with('$') {
+        return Err(Error::invalid(format!("stream names starting with '$' are reserved: {stream:?}")));
+    }
+    Ok(())
+}
+
+/// Decides one part of an append: the optimistic-concurrency check and the idempotent-retry rules.
+fn decide(state: &State, part: &StreamAppend<'_>) -> Result<Decision> {
+    let actual = state.index.last_version(part.stream);
+    let n = part.events.len() as u64;
+    let conflict = || Error::WrongExpectedVersion { stream: part.stream.to_owned(), expected: part.expected, actual };
+    let next_version = actual.map_or(0, |v| v + 1);
+    match part.expected {
+        ExpectedVersion::Exact(_) | ExpectedVersion::NoStream => {
+            let start = match part.expected {
+                ExpectedVersion::Exact(v) => v + 1,
+                _ => 0,
+            };
+            if start == next_version {
+                return Ok(Decision::Write(start));
+            }
+            match retry_of(state, part, start)? {
+                Some(r) => Ok(Decision::Retry(r)),
+                None => Err(conflict()),
+            }
+        }
+        ExpectedVersion::Any | ExpectedVersion::StreamExists => {
+            if actual.is_none() && part.expected == ExpectedVersion::StreamExists {
+                return Err(conflict());
+            }
+            match next_version.checked_sub(n) {
+                Some(start) => match retry_of(state, part, start)? {
+                    Some(r) => Ok(Decision::Retry(r)),
+                    None => Ok(Decision::Write(next_version)),
+                },
+                None => Ok(Decision::Write(next_version)),
+            }
+        }
+    }
+}
+
+/// If the stream's events at versions `start..start + n` carry exactly the part's ids, in order, the result of
+/// the append that wrote them.
+fn retry_of(state: &State, part: &StreamAppend<'_>, start: u64) -> Result<Option<AppendResult>> {
+    let mut last_position = 0;
+    for (i, e) in part.events.iter().enumerate() {
+        let Some(at) = state.index.location(part.stream, start + i as u64) else { return Ok(None) };
+        let segment = state.log.segment(at.segment()).ok_or_else(|| Error::corrupt(PathBuf::new(), 0, "index names a missing segment"))?;
+        let f = segment.event_at(at.offset() as usize)?;
+        if f.id != *e.id().as_bytes() {
+            return Ok(None);
+        }
+        last_position = f.position;
+    }
+    let n = part.events.len() as u64;
+    Ok(Some(AppendResult { first_version: start, last_version: start + n - 1, position: Position::from_u64(last_position) }))
+}
+
+/// Checks (or, for a new folder, writes) the `ANNALS` file; removes temporary files. Returns the folder's
+/// entry names after that.
+fn open_store_file(fs: &dyn FileSystem, dir: &Path) -> Result<Vec<String>> {
+    let mut names = fs.list_dir(dir)?;
+    let store_path = dir.join(store_file::FILE_NAME);
+    if names.iter().any(|n| n == store_file::FILE_NAME) {
+        let bytes = fs::read_small_file(fs, &store_path, 4096)?;
+        match StoreFile::decode(&bytes) {
+            Ok(f) if f.format_version > FORMAT_VERSION => {
+                return Err(Error::Incompatible {
+                    path: store_path,
+                    reason: format!("written by format version {}; this build reads up to {FORMAT_VERSION}", f.format_version),
+                })
+            }
+            Ok(_) => {}
+            Err(StoreFileError::NotAStore) => {
+                return Err(Error::Incompatible { path: store_path, reason: "not an annals store file".into() })
+            }
+            Err(StoreFileError::BadChecksum) => return Err(Error::corrupt(store_path, 0, "store file checksum mismatch")),
+        }
+    } else {
+        let foreign = names.iter().find(|n| *n != LOCK_FILE_NAME && !n.ends_with(".tmp"));
+        if let Some(foreign) = foreign {
+            return Err(Error::Incompatible {
+                path: dir.to_path_buf(),
+                reason: format!("the folder is not empty ({foreign:?}) and holds no {} file: not an annals store", store_file::FILE_NAME),
+            });
+        }
+        let file = StoreFile { format_version: FORMAT_VERSION, created_us: crate::log::now_us() };
+        fs::write_file_atomic(fs, dir, store_file::FILE_NAME, &file.encode())?;
+        names.push(store_file::FILE_NAME.to_owned());
+    }
+    let mut removed = false;
+    for n in names.iter().filter(|n| n.ends_with(".tmp")) {
+        fs.remove_file(&dir.join(n))?;
+        removed = true;
+    }
+    if removed {
+        fs.sync_dir(dir)?;
+        names.retain(|n| !n.ends_with(".tmp"));
+    }
+    Ok(names)
+}
+
+/// What recovery hands the store.
+struct Recovered {
+    state: State,
+    tail: Option<(Arc<Segment>, u64)>,
+    next_position: u64,
+    next_segment_number: u64,
+}
+
+/// Opens every segment in order, rebuilds the index, and decides the tail (RELIABILITY.md rule 7; the table of
+/// cases is in docs/DESIGN.md).
+fn recover(fs: &dyn FileSystem, dir: &Path, names: &[String]) -> Result<Recovered> {
+    let mut firsts: Vec<u64> = names.iter().filter_map(|n| segment::parse_file_name(n)).collect();
+    firsts.sort_unstable();
+    let mut state = State { log: LogMap::default(), index: StreamIndex::new() };
+    let mut next_position = 0u64;
+    let mut tail: Option<(Arc<Segment>, u64)> = None;
+    let mut i = 0;
+    while i < firsts.len() {
+        let path = dir.join(segment::file_name(firsts[i]));
+        let segment = Arc::new(Segment::open(fs, &path)?);
+        let h = segment.header();
+        if h.segment_number != i as u64 || h.first_position != firsts[i] || h.first_position != next_position {
+            return Err(Error::corrupt(
+                &path,
+                0,
+                format!(
+                    "segment header says number {} first position {}; expected number {i} first position {next_position} (file name says {})",
+                    h.segment_number, h.first_position, firsts[i]
+                ),
+            ));
+        }
+        if u32::try_from(i).is_err() {
+            return Err(Error::corrupt(&path, 0, "more than 2^32 segments"));
+        }
+        state.log.push_segment(segment.clone());
+        let scan = {
+            let State { log, index } = &mut state;
+            recovery::scan_segment(&segment, |ev| {
+                let at = Location::new(i as u32, ev.offset as u32);
+                index.push(ev.stream, ev.frame.version, at).map_err(|gap| {
+                    Error::corrupt(&path, ev.offset, format!("stream {:?} has version {}, expected {}", ev.stream, gap.found, gap.expected))
+                })?;
+                log.note_event(i as u32, ev.frame.position, ev.offset as u32);
+                Ok(())
+            })?
+        };
+        next_position = scan.next_position;
+        let is_last = i + 1 == firsts.len();
+        if scan.sealed {
+            i += 1;
+            continue;
+        }
+        if !is_last {
+            // An unsealed segment followed by others: legitimate only when a crash hit while the next segment
+            // was being prepared, before anything was written to it. Then the later segments are empty.
+            if !later_segments_empty(fs, dir, &firsts[i + 1..], next_position)? {
+                let (offset, why) = scan.stop.clone().unwrap_or((scan.end_offset, Stop::Empty));
+                return Err(Error::corrupt(&path, offset, format!("segment is not sealed but later segments hold data ({why:?})")));
+            }
+            for first in &firsts[i + 1..] {
+                fs.remove_file(&dir.join(segment::file_name(*first)))?;
+            }
+            fs.sync_dir(dir)?;
+        }
+        tail = Some((segment.clone(), recover_tail(&segment, &scan)?));
+        i = firsts.len();
+    }
+    let next_segment_number = state.log.segments().len() as u64;
+    Ok(Recovered { state, tail, next_position, next_segment_number })
+}
+
+/// Decides the end of the unsealed newest segment: cuts a torn tail (zeroing it and syncing) or reports
+/// corruption. Returns the offset where the next frame goes.
+fn recover_tail(segment: &Segment, scan: &recovery::Scan) -> Result<u64> {
+    let path = segment.path();
+    if let Some((offset, Stop::Misplaced(why))) = &scan.stop {
+        return Err(Error::corrupt(path, *offset, why.clone()));
+    }
+    if let Some((vouch_offset, durable)) = scan.vouched_by {
+        let (offset, why) = scan.stop.clone().unwrap_or((scan.end_offset, Stop::Empty));
+        return Err(Error::corrupt(
+            path,
+            offset,
+            format!(
+                "expected the event at position {} ({why:?}); a valid frame at offset {vouch_offset} says every position below {durable} was durable",
+                scan.next_position
+            ),
+        ));
+    }
+    if scan.end_offset + frame::HEADER_BYTES as u64 > segment.len_bytes() {
+        return Err(Error::corrupt(path, scan.end_offset, "no room left for a segment footer"));
+    }
+    if scan.nonzero_end > scan.end_offset {
+        // A torn tail: an append that never completed. Zero it so it can never be mistaken for data later.
+        let len = (scan.nonzero_end - scan.end_offset) as usize;
+        segment.file().write_all_at(&vec![0u8; len], scan.end_offset)?;
+    }
+    // Whatever survived a crash of the process may still be only in the page cache: make it durable before
+    // anything new vouches for it.
+    segment.file().sync_data()?;
+    debug_assert!(scan.end_offset >= segment_header::SIZE_BYTES as u64);
+    Ok(scan.end_offset)
+}
+
+/// True if the segments starting at `firsts` hold no frame and no nonzero byte after their headers.
+fn later_segments_empty(fs: &dyn FileSystem, dir: &Path, firsts: &[u64], next_position: u64) -> Result<bool> {
+    for first in firsts {
+        let path = dir.join(segment::file_name(*first));
+        let segment = Segment::open(fs, &path)?;
+        if segment.first_position() != next_position {
+            return Ok(false);
+        }
+        let scan = recovery::scan_segment(&segment, |_| Ok(()))?;
+        if scan.events != 0 || scan.sealed || scan.nonzero_end > segment_header::SIZE_BYTES as u64 {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
