@@ -32,7 +32,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // A stale expected version is refused.
     match store.append(&account, ExpectedVersion::Exact(0), &[NewEvent::new("Deposited", "{\"amount\":1}")]) {
-        Err(annals::Error::WrongExpectedVersion { actual, .. }) => println!("stale append refused: stream is at {actual:?}"),
+        Err(annals::Error::WrongExpectedVersion { actual, .. }) => {
+            println!("stale append refused: stream is at {actual:?}")
+        }
         other => return Err(format!("expected a conflict, got {other:?}").into()),
     }
 
@@ -58,7 +60,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("{account}:");
     for ev in store.read_stream(&account, 0)? {
         let ev = ev?;
-        println!("  v{} @{} {} {}", ev.version(), ev.position(), ev.event_type(), String::from_utf8_lossy(ev.payload()));
+        println!(
+            "  v{} @{} {} {}",
+            ev.version(),
+            ev.position(),
+            ev.event_type(),
+            String::from_utf8_lossy(ev.payload())
+        );
     }
     let started = Instant::now();
     let mut bytes = 0usize;

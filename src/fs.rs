@@ -29,7 +29,7 @@ pub trait FileHandle: Send + Sync + Debug {
     /// Makes the file's data durable (`fdatasync`).
     fn sync_data(&self) -> io::Result<()>;
     /// The file's length in bytes.
-    fn len(&self) -> io::Result<u64>;
+    fn len_bytes(&self) -> io::Result<u64>;
     /// Maps the whole file read-only. The file's length must not change while the mapping lives.
     fn map(&self) -> io::Result<Arc<dyn Mapping>>;
 }
@@ -99,7 +99,7 @@ impl FileHandle for StdFile {
         self.0.sync_data()
     }
 
-    fn len(&self) -> io::Result<u64> {
+    fn len_bytes(&self) -> io::Result<u64> {
         Ok(self.0.metadata()?.len())
     }
 
@@ -188,9 +188,12 @@ fn write_and_sync_new(fs: &dyn FileSystem, path: &Path, bytes: &[u8]) -> io::Res
 /// Reads a whole small file (at most `max_bytes`; longer files are an error).
 pub fn read_small_file(fs: &dyn FileSystem, path: &Path, max_bytes: u64) -> io::Result<Vec<u8>> {
     let f = fs.open(path, OpenMode::Read)?;
-    let len = f.len()?;
+    let len = f.len_bytes()?;
     if len > max_bytes {
-        return Err(io::Error::new(io::ErrorKind::InvalidData, format!("{} is {len} bytes, more than {max_bytes}", path.display())));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("{} is {len} bytes, more than {max_bytes}", path.display()),
+        ));
     }
     let mut buf = vec![0u8; len as usize];
     f.read_exact_at(&mut buf, 0)?;

@@ -38,4 +38,4 @@ const _: () = assert!(SEGMENT_BYTES_MIN <= SEGMENT_BYTES_DEFAULT && SEGMENT_BYTE
 const _: () = assert!(SEGMENT_BYTES_MAX <= u32::MAX as u64);
 const _: () = assert!(EVENT_BODY_BYTES_MAX <= BATCH_BODY_BYTES_MAX);
 const _: () = assert!(STREAM_NAME_BYTES_MAX <= u8::MAX as usize && EVENT_TYPE_BYTES_MAX <= u8::MAX as usize);
-const _: () = assert!(SEGMENT_BYTES_MIN % SEGMENT_FILL_CHUNK_BYTES as u64 == 0);
+const _: () = assert!(SEGMENT_BYTES_MIN.is_multiple_of(SEGMENT_FILL_CHUNK_BYTES as u64));

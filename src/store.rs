@@ -149,7 +149,14 @@ impl Store {
         let lock = fs.try_lock(&lock_path)?.ok_or(Error::Locked { path: lock_path })?;
         let names = open_store_file(&*fs, dir)?;
         let recovered = recover(&*fs, dir, &names)?;
-        let writer = Writer::new(fs.clone(), dir.to_path_buf(), segment_bytes, recovered.tail, recovered.next_position, recovered.next_segment_number);
+        let writer = Writer::new(
+            fs.clone(),
+            dir.to_path_buf(),
+            segment_bytes,
+            recovered.tail,
+            recovered.next_position,
+            recovered.next_segment_number,
+        );
         let shared = Shared {
             dir: dir.to_path_buf(),
             durability: options.durability,
@@ -219,15 +226,20 @@ impl Store {
             .iter()
             .zip(&decisions)
             .filter_map(|(p, d)| match d {
-                Decision::Write(first_version) => Some(PlannedPart { stream: p.stream, first_version: *first_version, events: p.events }),
+                Decision::Write(first_version) => {
+                    Some(PlannedPart { stream: p.stream, first_version: *first_version, events: p.events })
+                }
                 Decision::Retry(_) => None,
             })
             .collect();
         if planned.is_empty() {
-            return Ok(decisions.into_iter().map(|d| match d {
-                Decision::Retry(r) => r,
-                Decision::Write(_) => unreachable!("no part is written"),
-            }).collect());
+            return Ok(decisions
+                .into_iter()
+                .map(|d| match d {
+                    Decision::Retry(r) => r,
+                    Decision::Write(_) => unreachable!("no part is written"),
+                })
+                .collect());
         }
         let written = match writer.append(&planned, shared.durability == Durability::Sync) {
             Ok(w) => w,
@@ -248,7 +260,10 @@ impl Store {
             for part in &planned {
                 for i in 0..part.events.len() as u64 {
                     let at = *locations.next().expect("one location per event");
-                    state.index.push(part.stream, part.first_version + i, at).expect("versions were checked under the writer lock");
+                    state
+                        .index
+                        .push(part.stream, part.first_version + i, at)
+                        .expect("versions were checked under the writer lock");
                     state.log.note_event(at.segment(), position, at.offset());
                     position += 1;
                 }
@@ -267,7 +282,11 @@ impl Store {
                 Decision::Write(first_version) => {
                     let n = p.events.len() as u64;
                     position += n;
-                    AppendResult { first_version, last_version: first_version + n - 1, position: Position::from_u64(position - 1) }
+                    AppendResult {
+                        first_version,
+                        last_version: first_version + n - 1,
+                        position: Position::from_u64(position - 1),
+                    }
                 }
             })
             .collect())
@@ -295,7 +314,11 @@ impl Store {
     /// ```
     pub fn read_stream(&self, stream: &str, from_version: u64) -> Result<ReadStream> {
         if stream.is_empty() || stream.len() > limits::STREAM_NAME_BYTES_MAX {
-            return Err(Error::invalid(format!("stream names are 1 to {} bytes, got {}", limits::STREAM_NAME_BYTES_MAX, stream.len())));
+            return Err(Error::invalid(format!(
+                "stream names are 1 to {} bytes, got {}",
+                limits::STREAM_NAME_BYTES_MAX,
+                stream.len()
+            )));
         }
         let locations = self.shared.state().index.locations_from(stream, from_version).to_vec();
         Ok(ReadStream {
@@ -362,7 +385,9 @@ impl ReadStream {
         let cached = self.segment.as_ref().is_some_and(|s| s.number() == at.segment() as u64);
         if !cached {
             let segment = self.shared.state().log.segment(at.segment()).cloned();
-            self.segment = Some(segment.ok_or_else(|| Error::corrupt(self.shared.dir(), 0, format!("index names missing segment {}", at.segment())))?);
+            self.segment = Some(segment.ok_or_else(|| {
+                Error::corrupt(self.shared.dir(), 0, format!("index names missing segment {}", at.segment()))
+            })?);
         }
         let Some(segment) = self.segment.as_ref() else { unreachable!("set above") };
         let offset = at.offset() as usize;
@@ -372,7 +397,13 @@ impl ReadStream {
             return Err(Error::corrupt(
                 segment.path(),
                 offset as u64,
-                format!("expected {:?} version {}, found {:?} version {}", self.stream, self.version, event.stream(), event.version()),
+                format!(
+                    "expected {:?} version {}, found {:?} version {}",
+                    self.stream,
+                    self.version,
+                    event.stream(),
+                    event.version()
+                ),
             ));
         }
         Ok(event)
@@ -406,7 +437,11 @@ fn validate_append(parts: &[StreamAppend<'_>]) -> Result<()> {
         return Err(Error::invalid("an append needs at least one stream"));
     }
     if parts.len() > limits::BATCH_STREAMS_MAX {
-        return Err(Error::invalid(format!("an append names at most {} streams, got {}", limits::BATCH_STREAMS_MAX, parts.len())));
+        return Err(Error::invalid(format!(
+            "an append names at most {} streams, got {}",
+            limits::BATCH_STREAMS_MAX,
+            parts.len()
+        )));
     }
     let mut events = 0usize;
     let mut body_bytes = 0usize;
@@ -423,7 +458,10 @@ fn validate_append(parts: &[StreamAppend<'_>]) -> Result<()> {
         for e in p.events {
             let t = e.event_type().len();
             if t == 0 || t > limits::EVENT_TYPE_BYTES_MAX {
-                return Err(Error::invalid(format!("event types are 1 to {} bytes, got {t}", limits::EVENT_TYPE_BYTES_MAX)));
+                return Err(Error::invalid(format!(
+                    "event types are 1 to {} bytes, got {t}",
+                    limits::EVENT_TYPE_BYTES_MAX
+                )));
             }
             let body = e.payload().len() + e.metadata().len();
             if body > limits::EVENT_BODY_BYTES_MAX {
@@ -437,10 +475,16 @@ fn validate_append(parts: &[StreamAppend<'_>]) -> Result<()> {
         events += p.events.len();
     }
     if events > limits::BATCH_EVENTS_MAX {
-        return Err(Error::invalid(format!("an append holds at most {} events, got {events}", limits::BATCH_EVENTS_MAX)));
+        return Err(Error::invalid(format!(
+            "an append holds at most {} events, got {events}",
+            limits::BATCH_EVENTS_MAX
+        )));
     }
     if body_bytes > limits::BATCH_BODY_BYTES_MAX {
-        return Err(Error::invalid(format!("an append holds at most {} bytes, got {body_bytes}", limits::BATCH_BODY_BYTES_MAX)));
+        return Err(Error::invalid(format!(
+            "an append holds at most {} bytes, got {body_bytes}",
+            limits::BATCH_BODY_BYTES_MAX
+        )));
     }
     if parts.len() > 1 {
         let mut streams = HashSet::with_capacity(parts.len());
@@ -459,7 +503,11 @@ fn validate_append(parts: &[StreamAppend<'_>]) -> Result<()> {
 
 fn validate_stream_name(stream: &str) -> Result<()> {
     if stream.is_empty() || stream.len() > limits::STREAM_NAME_BYTES_MAX {
-        return Err(Error::invalid(format!("stream names are 1 to {} bytes, got {}", limits::STREAM_NAME_BYTES_MAX, stream.len())));
+        return Err(Error::invalid(format!(
+            "stream names are 1 to {} bytes, got {}",
+            limits::STREAM_NAME_BYTES_MAX,
+            stream.len()
+        )));
     }
     if stream.starts_with('$') {
         return Err(Error::invalid(format!("stream names starting with '$' are reserved: {stream:?}")));
@@ -508,7 +556,10 @@ fn retry_of(state: &State, part: &StreamAppend<'_>, start: u64) -> Result<Option
     let mut last_position = 0;
     for (i, e) in part.events.iter().enumerate() {
         let Some(at) = state.index.location(part.stream, start + i as u64) else { return Ok(None) };
-        let segment = state.log.segment(at.segment()).ok_or_else(|| Error::corrupt(PathBuf::new(), 0, "index names a missing segment"))?;
+        let segment = state
+            .log
+            .segment(at.segment())
+            .ok_or_else(|| Error::corrupt(PathBuf::new(), 0, "index names a missing segment"))?;
         let f = segment.event_at(at.offset() as usize)?;
         if f.id != *e.id().as_bytes() {
             return Ok(None);
@@ -516,7 +567,11 @@ fn retry_of(state: &State, part: &StreamAppend<'_>, start: u64) -> Result<Option
         last_position = f.position;
     }
     let n = part.events.len() as u64;
-    Ok(Some(AppendResult { first_version: start, last_version: start + n - 1, position: Position::from_u64(last_position) }))
+    Ok(Some(AppendResult {
+        first_version: start,
+        last_version: start + n - 1,
+        position: Position::from_u64(last_position),
+    }))
 }
 
 /// Checks (or, for a new folder, writes) the `ANNALS` file; removes temporary files. Returns the folder's
@@ -530,21 +585,29 @@ fn open_store_file(fs: &dyn FileSystem, dir: &Path) -> Result<Vec<String>> {
             Ok(f) if f.format_version > FORMAT_VERSION => {
                 return Err(Error::Incompatible {
                     path: store_path,
-                    reason: format!("written by format version {}; this build reads up to {FORMAT_VERSION}", f.format_version),
+                    reason: format!(
+                        "written by format version {}; this build reads up to {FORMAT_VERSION}",
+                        f.format_version
+                    ),
                 })
             }
             Ok(_) => {}
             Err(StoreFileError::NotAStore) => {
                 return Err(Error::Incompatible { path: store_path, reason: "not an annals store file".into() })
             }
-            Err(StoreFileError::BadChecksum) => return Err(Error::corrupt(store_path, 0, "store file checksum mismatch")),
+            Err(StoreFileError::BadChecksum) => {
+                return Err(Error::corrupt(store_path, 0, "store file checksum mismatch"))
+            }
         }
     } else {
         let foreign = names.iter().find(|n| *n != LOCK_FILE_NAME && !n.ends_with(".tmp"));
         if let Some(foreign) = foreign {
             return Err(Error::Incompatible {
                 path: dir.to_path_buf(),
-                reason: format!("the folder is not empty ({foreign:?}) and holds no {} file: not an annals store", store_file::FILE_NAME),
+                reason: format!(
+                    "the folder is not empty ({foreign:?}) and holds no {} file: not an annals store",
+                    store_file::FILE_NAME
+                ),
             });
         }
         let file = StoreFile { format_version: FORMAT_VERSION, created_us: crate::log::now_us() };
@@ -603,7 +666,11 @@ fn recover(fs: &dyn FileSystem, dir: &Path, names: &[String]) -> Result<Recovere
             recovery::scan_segment(&segment, |ev| {
                 let at = Location::new(i as u32, ev.offset as u32);
                 index.push(ev.stream, ev.frame.version, at).map_err(|gap| {
-                    Error::corrupt(&path, ev.offset, format!("stream {:?} has version {}, expected {}", ev.stream, gap.found, gap.expected))
+                    Error::corrupt(
+                        &path,
+                        ev.offset,
+                        format!("stream {:?} has version {}, expected {}", ev.stream, gap.found, gap.expected),
+                    )
                 })?;
                 log.note_event(i as u32, ev.frame.position, ev.offset as u32);
                 Ok(())
@@ -620,7 +687,11 @@ fn recover(fs: &dyn FileSystem, dir: &Path, names: &[String]) -> Result<Recovere
             // was being prepared, before anything was written to it. Then the later segments are empty.
             if !later_segments_empty(fs, dir, &firsts[i + 1..], next_position)? {
                 let (offset, why) = scan.stop.clone().unwrap_or((scan.end_offset, Stop::Empty));
-                return Err(Error::corrupt(&path, offset, format!("segment is not sealed but later segments hold data ({why:?})")));
+                return Err(Error::corrupt(
+                    &path,
+                    offset,
+                    format!("segment is not sealed but later segments hold data ({why:?})"),
+                ));
             }
             for first in &firsts[i + 1..] {
                 fs.remove_file(&dir.join(segment::file_name(*first)))?;

@@ -46,12 +46,13 @@ const VERSION_AT: usize = DURABLE_AT + 8;
 const TIMESTAMP_AT: usize = VERSION_AT + 8;
 const ID_AT: usize = TIMESTAMP_AT + 8;
 const _: () = assert!(ID_AT + 16 == HEADER_BYTES);
-const _: () = assert!(HEADER_BYTES % super::FRAME_ALIGN_BYTES == 0);
+const _: () = assert!(HEADER_BYTES.is_multiple_of(super::FRAME_ALIGN_BYTES));
 
 /// Largest frame this build writes or accepts: one event at the body limit with the longest names.
 pub const FRAME_BYTES_MAX: usize = align_up(
-    align_up(HEADER_BYTES + limits::STREAM_NAME_BYTES_MAX + limits::EVENT_TYPE_BYTES_MAX + limits::EVENT_BODY_BYTES_MAX)
-        + super::FRAME_ALIGN_BYTES,
+    align_up(
+        HEADER_BYTES + limits::STREAM_NAME_BYTES_MAX + limits::EVENT_TYPE_BYTES_MAX + limits::EVENT_BODY_BYTES_MAX,
+    ) + super::FRAME_ALIGN_BYTES,
 );
 const _: () = assert!(FRAME_BYTES_MAX < u32::MAX as usize);
 
@@ -122,7 +123,7 @@ pub fn encode_event(out: &mut Vec<u8>, salt: u64, e: &EventFields<'_>) {
     assert!(e.metadata.len() + e.payload.len() <= limits::EVENT_BODY_BYTES_MAX);
     assert!(e.position < e.batch_end && e.durable <= e.position);
     let start = out.len();
-    assert!(start % super::FRAME_ALIGN_BYTES == 0, "frames start 16-byte aligned");
+    assert!(start.is_multiple_of(super::FRAME_ALIGN_BYTES), "frames start 16-byte aligned");
     let total = event_frame_bytes(e.stream.len(), e.event_type.len(), e.metadata.len(), e.payload.len());
     let payload_at = align_up(HEADER_BYTES + e.stream.len() + e.event_type.len() + e.metadata.len());
     out.resize(start + HEADER_BYTES, 0);
@@ -155,7 +156,7 @@ pub fn encode_event(out: &mut Vec<u8>, salt: u64, e: &EventFields<'_>) {
 pub fn encode_marker(out: &mut Vec<u8>, salt: u64, kind: FrameKind, next_position: u64, count: u64, timestamp_us: u64) {
     assert!(kind != FrameKind::Event);
     let start = out.len();
-    assert!(start % super::FRAME_ALIGN_BYTES == 0, "frames start 16-byte aligned");
+    assert!(start.is_multiple_of(super::FRAME_ALIGN_BYTES), "frames start 16-byte aligned");
     out.resize(start + HEADER_BYTES, 0);
     let h = &mut out[start..];
     write_u32(h, LEN_AT, HEADER_BYTES as u32);
@@ -250,14 +251,18 @@ pub fn decode(bytes: &[u8], salt: u64) -> Result<Frame, FrameError> {
 /// still checked against the bytes present, so the result can be sliced without panicking.
 pub fn decode_unverified(bytes: &[u8]) -> Result<Frame, FrameError> {
     if bytes.len() < HEADER_BYTES {
-        return if bytes.len() >= 4 && read_u32(bytes, LEN_AT) == 0 { Err(FrameError::Empty) } else { Err(FrameError::Truncated) };
+        return if bytes.len() >= 4 && read_u32(bytes, LEN_AT) == 0 {
+            Err(FrameError::Empty)
+        } else {
+            Err(FrameError::Truncated)
+        };
     }
     let frame_bytes = read_u32(bytes, LEN_AT);
     if frame_bytes == 0 {
         return Err(FrameError::Empty);
     }
     let len = frame_bytes as usize;
-    if len % super::FRAME_ALIGN_BYTES != 0 || len < HEADER_BYTES || len > FRAME_BYTES_MAX {
+    if !len.is_multiple_of(super::FRAME_ALIGN_BYTES) || !(HEADER_BYTES..=FRAME_BYTES_MAX).contains(&len) {
         return Err(FrameError::BadLayout("frame length"));
     }
     if len > bytes.len() {
@@ -305,7 +310,12 @@ pub fn decode_unverified(bytes: &[u8]) -> Result<Frame, FrameError> {
             }
         }
         FrameKind::CloseMarker | FrameKind::Footer => {
-            if len != HEADER_BYTES || frame.stream_bytes != 0 || frame.type_bytes != 0 || frame.metadata_bytes != 0 || frame.payload_bytes != 0 {
+            if len != HEADER_BYTES
+                || frame.stream_bytes != 0
+                || frame.type_bytes != 0
+                || frame.metadata_bytes != 0
+                || frame.payload_bytes != 0
+            {
                 return Err(FrameError::BadLayout("marker with a body"));
             }
         }
@@ -397,7 +407,7 @@ mod tests {
     #[test]
     fn absurd_lengths_are_rejected_before_use() {
         let mut b = vec![0u8; 256];
-        write_u32(&mut b, LEN_AT, u32::MAX & !15);
+        write_u32(&mut b, LEN_AT, !15);
         assert!(matches!(decode(&b, 0), Err(FrameError::BadLayout(_))));
         write_u32(&mut b, LEN_AT, 33);
         assert!(matches!(decode(&b, 0), Err(FrameError::BadLayout(_))));

@@ -32,7 +32,7 @@ const SEGMENT_BYTES_AT: usize = SALT_AT + 8;
 const CREATED_AT: usize = SEGMENT_BYTES_AT + 8;
 const CHECKSUM_AT: usize = CREATED_AT + 8 + 4;
 const _: () = assert!(CHECKSUM_AT + 4 == SIZE_BYTES);
-const _: () = assert!(SIZE_BYTES % super::FRAME_ALIGN_BYTES == 0);
+const _: () = assert!(SIZE_BYTES.is_multiple_of(super::FRAME_ALIGN_BYTES));
 
 /// The decoded segment header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,7 +63,9 @@ impl std::fmt::Display for SegmentHeaderError {
             SegmentHeaderError::TooShort => write!(f, "segment header: file shorter than {SIZE_BYTES} bytes"),
             SegmentHeaderError::BadMagic => write!(f, "segment header: wrong magic bytes"),
             SegmentHeaderError::BadChecksum => write!(f, "segment header: checksum mismatch"),
-            SegmentHeaderError::NewerVersion(v) => write!(f, "segment header: format version {v} is newer than this build"),
+            SegmentHeaderError::NewerVersion(v) => {
+                write!(f, "segment header: format version {v} is newer than this build")
+            }
             SegmentHeaderError::BadField(which) => write!(f, "segment header: invalid {which}"),
         }
     }

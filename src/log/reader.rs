@@ -91,14 +91,17 @@ impl ReadAll {
     fn step(&mut self) -> Result<RecordedEvent> {
         if self.segment.is_none() {
             let found = self.shared.state().log.seek(self.position);
-            let (segment, offset) = found.ok_or_else(|| Error::corrupt(self.shared.dir(), 0, format!("no segment holds position {}", self.position)))?;
+            let (segment, offset) = found.ok_or_else(|| {
+                Error::corrupt(self.shared.dir(), 0, format!("no segment holds position {}", self.position))
+            })?;
             self.segment = Some(segment);
             self.offset = offset;
         }
         loop {
             let Some(segment) = self.segment.as_ref() else { unreachable!("set above") };
             let bytes = segment.bytes().get(self.offset..).unwrap_or_default();
-            let f = frame::decode(bytes, segment.salt()).map_err(|e| Error::corrupt(segment.path(), self.offset as u64, e.to_string()))?;
+            let f = frame::decode(bytes, segment.salt())
+                .map_err(|e| Error::corrupt(segment.path(), self.offset as u64, e.to_string()))?;
             match f.kind {
                 FrameKind::Event if f.position < self.position => self.offset += f.frame_bytes as usize,
                 FrameKind::Event => {
@@ -119,7 +122,9 @@ impl ReadAll {
                 FrameKind::Footer => {
                     let next = u32::try_from(segment.number() + 1).unwrap_or(u32::MAX);
                     let next = self.shared.state().log.segment(next).cloned();
-                    let next = next.ok_or_else(|| Error::corrupt(segment.path(), self.offset as u64, "sealed segment has no successor"))?;
+                    let next = next.ok_or_else(|| {
+                        Error::corrupt(segment.path(), self.offset as u64, "sealed segment has no successor")
+                    })?;
                     self.segment = Some(next);
                     self.offset = segment_header::SIZE_BYTES;
                 }

@@ -132,15 +132,24 @@ pub fn scan_segment(
                 match batch_end {
                     None => {
                         if f.batch_end - f.position > limits::BATCH_EVENTS_MAX as u64 {
-                            break Stop::Misplaced(format!("append of {} events is over the limit", f.batch_end - f.position));
+                            break Stop::Misplaced(format!(
+                                "append of {} events is over the limit",
+                                f.batch_end - f.position
+                            ));
                         }
                         if f.durable > f.position {
-                            break Stop::Misplaced(format!("durable watermark {} is past the frame's position", f.durable));
+                            break Stop::Misplaced(format!(
+                                "durable watermark {} is past the frame's position",
+                                f.durable
+                            ));
                         }
                         batch_end = Some(f.batch_end);
                     }
                     Some(end) if end != f.batch_end => {
-                        break Stop::Misplaced(format!("frame has batch end {}, its append ends at {end}", f.batch_end));
+                        break Stop::Misplaced(format!(
+                            "frame has batch end {}, its append ends at {end}",
+                            f.batch_end
+                        ));
                     }
                     Some(_) => {}
                 }
@@ -171,7 +180,11 @@ pub fn scan_segment(
                 scan.end_offset = offset;
                 if f.kind == FrameKind::Footer {
                     if f.version != position - first_position {
-                        break Stop::Misplaced(format!("footer counts {} events, the segment holds {}", f.version, position - first_position));
+                        break Stop::Misplaced(format!(
+                            "footer counts {} events, the segment holds {}",
+                            f.version,
+                            position - first_position
+                        ));
                     }
                     scan.sealed = true;
                     scan.nonzero_end = offset;
@@ -191,7 +204,13 @@ pub fn scan_segment(
 
 /// Walks every 16-byte slot from `from` to the end of the file: returns the end of the last slot holding a
 /// nonzero byte, and the first valid frame whose durable watermark is above `position`.
-fn look_past(window: &mut Window<'_>, from: u64, file_len: u64, salt: u64, position: u64) -> io::Result<(u64, Option<(u64, u64)>)> {
+fn look_past(
+    window: &mut Window<'_>,
+    from: u64,
+    file_len: u64,
+    salt: u64,
+    position: u64,
+) -> io::Result<(u64, Option<(u64, u64)>)> {
     let mut nonzero_end = from;
     let mut vouched_by = None;
     let mut at = from;
@@ -209,7 +228,11 @@ fn look_past(window: &mut Window<'_>, from: u64, file_len: u64, salt: u64, posit
                 continue;
             }
             let len = u32::from_le_bytes([slot[0], slot[1], slot[2], slot[3]]) as usize;
-            if len < HEADER_BYTES || len % FRAME_ALIGN_BYTES != 0 || len > frame::FRAME_BYTES_MAX || slot_at + len as u64 > file_len {
+            if len < HEADER_BYTES
+                || !len.is_multiple_of(FRAME_ALIGN_BYTES)
+                || len > frame::FRAME_BYTES_MAX
+                || slot_at + len as u64 > file_len
+            {
                 continue;
             }
             let bytes = window.get(slot_at, len)?;

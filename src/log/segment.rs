@@ -49,8 +49,15 @@ pub struct Segment {
 impl Segment {
     /// Creates a new segment: a temporary file zero-filled to `segment_bytes` in 4 KiB-multiple writes (so later
     /// `fdatasync`s carry data only), the header written, synced, renamed into place, the folder synced.
-    pub fn create(fs: &dyn FileSystem, dir: &Path, segment_number: u64, first_position: u64, segment_bytes: u64, salt: u64) -> Result<Segment> {
-        assert!(segment_bytes % SEGMENT_FILL_CHUNK_BYTES as u64 == 0);
+    pub fn create(
+        fs: &dyn FileSystem,
+        dir: &Path,
+        segment_number: u64,
+        first_position: u64,
+        segment_bytes: u64,
+        salt: u64,
+    ) -> Result<Segment> {
+        assert!(segment_bytes.is_multiple_of(SEGMENT_FILL_CHUNK_BYTES as u64));
         assert!(segment_bytes >= segment_header::SIZE_BYTES as u64);
         let name = file_name(first_position);
         let path = dir.join(&name);
@@ -93,7 +100,7 @@ impl Segment {
     /// Opens and maps an existing segment file, checking its header.
     pub fn open(fs: &dyn FileSystem, path: &Path) -> Result<Segment> {
         let file = fs.open(path, OpenMode::ReadWrite)?;
-        let len = file.len()?;
+        let len = file.len_bytes()?;
         let mut head = [0u8; segment_header::SIZE_BYTES];
         if len < head.len() as u64 {
             return Err(Error::corrupt(path, 0, format!("segment file is {len} bytes, shorter than its header")));
@@ -104,7 +111,10 @@ impl Segment {
             Err(segment_header::SegmentHeaderError::NewerVersion(v)) => {
                 return Err(Error::Incompatible {
                     path: path.to_path_buf(),
-                    reason: format!("segment written by format version {v}; this build reads up to {}", crate::format::FORMAT_VERSION),
+                    reason: format!(
+                        "segment written by format version {v}; this build reads up to {}",
+                        crate::format::FORMAT_VERSION
+                    ),
                 })
             }
             Err(e) => return Err(Error::corrupt(path, 0, e.to_string())),
@@ -161,9 +171,15 @@ impl Segment {
         let frame = bytes
             .get(offset..)
             .ok_or_else(|| Error::corrupt(&self.path, offset as u64, "offset past the end of the segment"))
-            .and_then(|b| frame::decode(b, self.salt()).map_err(|e| Error::corrupt(&self.path, offset as u64, e.to_string())))?;
+            .and_then(|b| {
+                frame::decode(b, self.salt()).map_err(|e| Error::corrupt(&self.path, offset as u64, e.to_string()))
+            })?;
         if frame.kind != FrameKind::Event {
-            return Err(Error::corrupt(&self.path, offset as u64, format!("expected an event frame, found {:?}", frame.kind)));
+            return Err(Error::corrupt(
+                &self.path,
+                offset as u64,
+                format!("expected an event frame, found {:?}", frame.kind),
+            ));
         }
         let names = &bytes[offset + frame.stream_at()..offset + frame.metadata_at()];
         let (stream, event_type) = names.split_at(frame.stream_bytes as usize);

@@ -90,7 +90,17 @@ impl Writer {
             Some((s, o)) => (Some(s), o),
             None => (None, 0),
         };
-        Writer { fs, dir, segment_bytes, tail, offset, next_position, durable: next_position, next_segment_number, buf: Vec::new() }
+        Writer {
+            fs,
+            dir,
+            segment_bytes,
+            tail,
+            offset,
+            next_position,
+            durable: next_position,
+            next_segment_number,
+            buf: Vec::new(),
+        }
     }
 
     pub fn next_position(&self) -> u64 {
@@ -210,7 +220,14 @@ impl Writer {
             return self.seal_tail();
         }
         self.buf.clear();
-        frame::encode_marker(&mut self.buf, tail.salt(), FrameKind::CloseMarker, self.next_position, 0, super::now_us());
+        frame::encode_marker(
+            &mut self.buf,
+            tail.salt(),
+            FrameKind::CloseMarker,
+            self.next_position,
+            0,
+            super::now_us(),
+        );
         tail.file().write_all_at(&self.buf, self.offset)?;
         tail.file().sync_data()?;
         self.offset += HEADER_BYTES as u64;
