@@ -54,7 +54,10 @@
 
 mod error;
 mod event;
-mod format;
+/// Pure encoding and decoding of the on-disk structures. Public only for the fuzz targets, benches and
+/// reliability tests; not part of the stable API.
+#[doc(hidden)]
+pub mod format;
 #[doc(hidden)]
 pub mod fs;
 mod index;
