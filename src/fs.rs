@@ -20,6 +20,13 @@ pub trait Mapping: Send + Sync {
     fn bytes(&self) -> &[u8];
 }
 
+/// A writable shared view of a whole file: stores into it reach the page cache at once (so they survive a crash
+/// of the process) and become durable with [`FileHandle::sync_data`] of the same file.
+pub trait MappingMut: Send + Sync {
+    /// The mapped bytes, writable.
+    fn bytes_mut(&mut self) -> &mut [u8];
+}
+
 /// An open file.
 pub trait FileHandle: Send + Sync + Debug {
     /// Reads exactly `buf.len()` bytes at `offset`.
@@ -32,6 +39,8 @@ pub trait FileHandle: Send + Sync + Debug {
     fn len_bytes(&self) -> io::Result<u64>;
     /// Maps the whole file read-only. The file's length must not change while the mapping lives.
     fn map(&self) -> io::Result<Arc<dyn Mapping>>;
+    /// Maps the whole file read-write and shared. The file's length must not change while the mapping lives.
+    fn map_mut(&self) -> io::Result<Box<dyn MappingMut>>;
 }
 
 /// How [`FileSystem::open`] opens a file.
@@ -81,6 +90,14 @@ impl Mapping for StdMapping {
     }
 }
 
+struct StdMappingMut(memmap2::MmapMut);
+
+impl MappingMut for StdMappingMut {
+    fn bytes_mut(&mut self) -> &mut [u8] {
+        &mut self.0
+    }
+}
+
 #[derive(Debug)]
 struct StdLock(#[allow(dead_code, reason = "held for its Drop, which releases the lock")] File);
 
@@ -112,6 +129,14 @@ impl FileHandle for StdFile {
         // mmap-based engine); a disk error on a mapped page raises SIGBUS (documented on `Store::open`).
         let map = unsafe { memmap2::Mmap::map(&self.0)? };
         Ok(Arc::new(StdMapping(map)))
+    }
+
+    #[allow(unsafe_code, reason = "mapping a file is unsafe in memmap2; the contract is upheld as stated")]
+    fn map_mut(&self) -> io::Result<Box<dyn MappingMut>> {
+        // SAFETY: as for `map`. The one writable mapping of a segment belongs to the log writer, which stores
+        // only past the length it has published to readers and never changes the file's length.
+        let map = unsafe { memmap2::MmapMut::map_mut(&self.0)? };
+        Ok(Box::new(StdMappingMut(map)))
     }
 }
 

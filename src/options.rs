@@ -3,6 +3,7 @@
 use std::fmt;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::fs::{FileSystem, StdFileSystem};
 use crate::limits;
@@ -42,6 +43,7 @@ pub enum Durability {
 pub struct Options {
     pub(crate) segment_bytes: u64,
     pub(crate) durability: Durability,
+    pub(crate) sync_interval: Option<Duration>,
     pub(crate) file_system: Arc<dyn FileSystem>,
 }
 
@@ -50,6 +52,7 @@ impl Default for Options {
         Options {
             segment_bytes: limits::SEGMENT_BYTES_DEFAULT,
             durability: Durability::Sync,
+            sync_interval: Some(Duration::from_secs(1)),
             file_system: Arc::new(StdFileSystem),
         }
     }
@@ -60,6 +63,7 @@ impl fmt::Debug for Options {
         f.debug_struct("Options")
             .field("segment_size", &self.segment_bytes)
             .field("durability", &self.durability)
+            .field("sync_interval", &self.sync_interval)
             .field("file_system", &self.file_system)
             .finish()
     }
@@ -86,6 +90,15 @@ impl Options {
         self
     }
 
+    /// With [`Durability::Buffered`], how often a background thread makes everything appended so far durable
+    /// (only when something was appended since the last sync). This bounds what an OS crash or power loss can
+    /// lose. Default: 1 second. `None`: only [`Store::sync`] and closing the store sync. Ignored with
+    /// [`Durability::Sync`], where every append is durable before it returns.
+    pub fn sync_interval(mut self, interval: Option<Duration>) -> Options {
+        self.sync_interval = interval;
+        self
+    }
+
     /// Replaces the file-system layer: every file operation of the store goes through it. This is the seam
     /// the fault-injection tests use; ordinary users never need it.
     #[doc(hidden)]
@@ -100,6 +113,9 @@ impl Options {
     }
 
     pub(crate) fn validate(&self) -> Result<()> {
+        if self.sync_interval.is_some_and(|i| i.is_zero()) {
+            return Err(crate::Error::invalid("sync_interval must be longer than zero (or None)"));
+        }
         if !(limits::SEGMENT_BYTES_MIN..=limits::SEGMENT_BYTES_MAX).contains(&self.segment_bytes) {
             return Err(crate::Error::invalid(format!(
                 "segment_size {} is outside {}..={} bytes",

@@ -1,19 +1,25 @@
 //! [`Store`]: the facade. It orchestrates; the work is done by the log ([`crate::log`]), the stream index
 //! ([`crate::index`]) and the format ([`crate::format`]).
 //!
-//! Threads and ownership: appends serialize on the writer mutex (the only writer of segment files). Readers
-//! share the [`State`] (mapped segments and stream index) behind a read-write lock that the writer takes for
-//! writing only for the moment it publishes an append; the head position is published last, with `Release`,
-//! and read with `Acquire`, so a reader that sees a head sees every event below it.
+//! Threads and ownership: appends serialize on the writer mutex only while they are checked and copied into
+//! the log; they wait for durability outside it, in the group commit ([`crate::log::commit`]), so concurrent
+//! appends share one `fdatasync`. Readers share the [`State`] (mapped segments and stream index) behind a
+//! read-write lock that the writer holds for writing only while it records an append. The index runs ahead of
+//! what readers may see: it holds every written event (the expected-version check needs them), while readers
+//! stop at the head, which the commit publishes (`Release`, read with `Acquire`) once the events are durable
+//! (`Sync`) or written (`Buffered`).
 //!
-//! Invariants: every event in the index and below the head is durable under the store's durability mode; the
-//! index holds, for every stream, versions 0..=last without gaps; nothing is written after the store is
+//! Invariants: every event below the head is durable under the store's durability mode; the index holds, for
+//! every stream, versions 0..=last without gaps, in position order; nothing is written after the store is
 //! poisoned.
 
 use std::collections::HashSet;
+use std::future::Future;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::task::{Context, Poll};
+use std::thread::JoinHandle;
 
 use crate::event::{AppendResult, ExpectedVersion, NewEvent, Position, RecordedEvent, StreamAppend};
 use crate::format::store_file::{self, StoreFile, StoreFileError};
@@ -21,6 +27,7 @@ use crate::format::{frame, segment_header, FORMAT_VERSION};
 use crate::fs::{self, FileSystem, LockGuard};
 use crate::index::StreamIndex;
 use crate::limits;
+use crate::log::commit::Commit;
 use crate::log::reader::{LogMap, ReadAll};
 use crate::log::recovery::{self, Stop};
 use crate::log::segment::{self, Segment};
@@ -69,10 +76,8 @@ pub(crate) struct Shared {
     durability: Durability,
     writer: Mutex<Writer>,
     state: RwLock<State>,
-    /// The position the next event gets; every event below it is committed. Written (Release) by the writer
-    /// after it has updated `state`; read (Acquire) by readers.
-    head: AtomicU64,
-    poisoned: AtomicBool,
+    commit: Arc<Commit>,
+    committer: Mutex<Option<JoinHandle<()>>>,
     _lock: Box<dyn LockGuard>,
 }
 
@@ -92,25 +97,29 @@ impl Shared {
 
     fn writer(&self) -> Result<MutexGuard<'_, Writer>> {
         let w = self.writer.lock().map_err(|_| Error::Poisoned)?;
-        if self.poisoned.load(Ordering::Acquire) {
+        if self.commit.is_poisoned() {
             return Err(Error::Poisoned);
         }
         Ok(w)
     }
 
-    fn poison(&self) {
-        self.poisoned.store(true, Ordering::Release);
+    pub(crate) fn head(&self) -> u64 {
+        self.commit.head()
     }
 }
 
 impl Drop for Shared {
     fn drop(&mut self) {
-        if self.poisoned.load(Ordering::Acquire) {
+        self.commit.shutdown();
+        if let Some(t) = self.committer.get_mut().ok().and_then(|t| t.take()) {
+            let _ = t.join();
+        }
+        if self.commit.is_poisoned() {
             return;
         }
         if let Ok(w) = self.writer.get_mut() {
             // Nothing can report an error from a drop; a failed close only means the next open does a little
-            // more work to tell a torn tail from corruption.
+            // more work to tell a torn tail from corruption. `close` syncs, so Buffered appends are durable.
             let _ = w.close();
         }
     }
@@ -156,14 +165,21 @@ impl Store {
             recovered.tail,
             recovered.next_position,
             recovered.next_segment_number,
-        );
+        )?;
+        let buffered = options.durability == Durability::Buffered;
+        let commit = Arc::new(Commit::new(recovered.next_position, writer.tail_segment().cloned(), buffered));
+        let interval = if buffered { options.sync_interval } else { None };
+        let committer = {
+            let commit = commit.clone();
+            std::thread::Builder::new().name("annals-commit".into()).spawn(move || commit.run_committer(interval))?
+        };
         let shared = Shared {
             dir: dir.to_path_buf(),
             durability: options.durability,
             writer: Mutex::new(writer),
             state: RwLock::new(recovered.state),
-            head: AtomicU64::new(recovered.next_position),
-            poisoned: AtomicBool::new(false),
+            commit,
+            committer: Mutex::new(Some(committer)),
             _lock: lock,
         };
         Ok(Store { shared: Arc::new(shared) })
@@ -189,7 +205,7 @@ impl Store {
     /// # Ok::<(), annals::Error>(())
     /// ```
     pub fn append(&self, stream: &str, expected: ExpectedVersion, events: &[NewEvent]) -> Result<AppendResult> {
-        let mut results = self.append_parts(&[StreamAppend::new(stream, expected, events)])?;
+        let mut results = self.append_many(&[StreamAppend::new(stream, expected, events)])?;
         Ok(results.pop().expect("one result per part"))
     }
 
@@ -211,12 +227,64 @@ impl Store {
     /// # Ok::<(), annals::Error>(())
     /// ```
     pub fn append_many(&self, parts: &[StreamAppend<'_>]) -> Result<Vec<AppendResult>> {
-        self.append_parts(parts)
+        let (results, durable_target) = self.write_parts(parts)?;
+        if let Some(target) = durable_target {
+            self.shared.commit.wait_durable(target)?;
+        }
+        Ok(results)
     }
 
-    fn append_parts(&self, parts: &[StreamAppend<'_>]) -> Result<Vec<AppendResult>> {
+    /// The async form of [`Store::append`]: the events are checked and written when this is called (dropping
+    /// the future does not undo the append); the future completes when they are durable, woken by the
+    /// store's committer thread, so no executor thread ever blocks on a sync. Works with any executor.
+    ///
+    /// ```
+    /// use annals::{ExpectedVersion, NewEvent, Store};
+    /// # fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    /// #     use std::task::{Context, Poll, Wake, Waker};
+    /// #     struct Unpark(std::thread::Thread);
+    /// #     impl Wake for Unpark { fn wake(self: std::sync::Arc<Self>) { self.0.unpark() } }
+    /// #     let waker = Waker::from(std::sync::Arc::new(Unpark(std::thread::current())));
+    /// #     let mut f = std::pin::pin!(f);
+    /// #     loop {
+    /// #         if let Poll::Ready(v) = f.as_mut().poll(&mut Context::from_waker(&waker)) { return v; }
+    /// #         std::thread::park();
+    /// #     }
+    /// # }
+    /// let dir = tempfile::tempdir()?;
+    /// let store = Store::open(dir.path())?;
+    /// let r = block_on(store.append_async("account-1", ExpectedVersion::NoStream, &[NewEvent::new("Opened", "")]))?;
+    /// assert_eq!(r.last_version, 0);
+    /// # Ok::<(), annals::Error>(())
+    /// ```
+    pub fn append_async(
+        &self,
+        stream: &str,
+        expected: ExpectedVersion,
+        events: &[NewEvent],
+    ) -> AppendFuture<AppendResult> {
+        match self.write_parts(&[StreamAppend::new(stream, expected, events)]) {
+            Ok((mut results, target)) => {
+                AppendFuture::waiting(self.shared.clone(), target, results.pop().expect("one result per part"))
+            }
+            Err(e) => AppendFuture::failed(e),
+        }
+    }
+
+    /// The async form of [`Store::append_many`]; see [`Store::append_async`].
+    pub fn append_many_async(&self, parts: &[StreamAppend<'_>]) -> AppendFuture<Vec<AppendResult>> {
+        match self.write_parts(parts) {
+            Ok((results, target)) => AppendFuture::waiting(self.shared.clone(), target, results),
+            Err(e) => AppendFuture::failed(e),
+        }
+    }
+
+    /// Checks and writes an append. Returns the results and, if the caller must wait for durability before
+    /// acknowledging, the position everything below which must be durable.
+    fn write_parts(&self, parts: &[StreamAppend<'_>]) -> Result<(Vec<AppendResult>, Option<u64>)> {
         validate_append(parts)?;
         let shared = &*self.shared;
+        let sync = shared.durability == Durability::Sync;
         let mut writer = shared.writer()?;
         let decisions = {
             let state = shared.state();
@@ -233,20 +301,24 @@ impl Store {
             })
             .collect();
         if planned.is_empty() {
-            return Ok(decisions
+            drop(writer);
+            let results: Vec<AppendResult> = decisions
                 .into_iter()
                 .map(|d| match d {
                     Decision::Retry(r) => r,
                     Decision::Write(_) => unreachable!("no part is written"),
                 })
-                .collect());
+                .collect();
+            // A retry of an append still waiting for its sync must not be acknowledged before it.
+            let end = results.iter().map(|r| r.position.as_u64() + 1).max().unwrap_or(0);
+            return Ok((results, (sync && end > shared.commit.durable()).then_some(end)));
         }
-        let written = match writer.append(&planned, shared.durability == Durability::Sync) {
+        let written = match writer.append(&planned, shared.commit.durable()) {
             Ok(w) => w,
             Err(WriteFailure::NotWritten(e)) => return Err(e),
             Err(WriteFailure::Poisoning(e)) => {
-                shared.poison();
-                return Err(e);
+                shared.commit.poison(&e);
+                return Err(Error::Io(e));
             }
         };
         let end = writer.next_position();
@@ -270,11 +342,12 @@ impl Store {
             }
             debug_assert_eq!(position, end);
         }
-        shared.head.store(end, Ordering::Release);
+        let tail = writer.tail_segment().expect("an append leaves a tail segment");
+        shared.commit.note_written(end, tail);
         drop(writer);
 
         let mut position = written.first_position;
-        Ok(parts
+        let results = parts
             .iter()
             .zip(decisions)
             .map(|(p, d)| match d {
@@ -289,14 +362,17 @@ impl Store {
                     }
                 }
             })
-            .collect())
+            .collect();
+        Ok((results, sync.then_some(end)))
     }
 
     /// Makes every event appended so far durable. With [`Durability::Sync`] there is nothing to do; with
     /// [`Durability::Buffered`] this is the point after which an OS crash loses nothing appended before.
     pub fn sync(&self) -> Result<()> {
-        let mut writer = self.shared.writer()?;
-        writer.sync().inspect_err(|_| self.shared.poison())
+        if self.shared.commit.is_poisoned() {
+            return Err(Error::Poisoned);
+        }
+        self.shared.commit.sync_all()
     }
 
     /// The events of `stream` from version `from_version` (inclusive), oldest first, up to the stream's last
@@ -320,9 +396,11 @@ impl Store {
                 stream.len()
             )));
         }
+        let end = self.shared.head();
         let locations = self.shared.state().index.locations_from(stream, from_version).to_vec();
         Ok(ReadStream {
             shared: self.shared.clone(),
+            end,
             stream: stream.into(),
             locations,
             next: 0,
@@ -334,17 +412,33 @@ impl Store {
 
     /// Every event from `from` (inclusive) in commit order, up to the head at the time of the call.
     pub fn read_all(&self, from: Position) -> ReadAll {
-        ReadAll::new(self.shared.clone(), from.as_u64(), self.shared.head.load(Ordering::Acquire))
+        ReadAll::new(self.shared.clone(), from.as_u64(), self.shared.head())
     }
 
     /// The last version of `stream`, `None` if the stream has no events.
     pub fn stream_version(&self, stream: &str) -> Option<u64> {
-        self.shared.state().index.last_version(stream)
+        let head = self.shared.head();
+        let state = self.shared.state();
+        // The index also holds written events not yet visible (waiting for their sync): step back past them.
+        let mut version = state.index.last_version(stream)?;
+        loop {
+            let at = state.index.location(stream, version)?;
+            let visible = state
+                .log
+                .segment(at.segment())
+                .and_then(|s| s.bytes().get(at.offset() as usize..))
+                .and_then(|b| frame::decode_unverified(b).ok())
+                .is_some_and(|f| f.position < head);
+            if visible {
+                return Some(version);
+            }
+            version = version.checked_sub(1)?;
+        }
     }
 
     /// The position the next event will get: just past the last committed event.
     pub fn head(&self) -> Position {
-        Position::from_u64(self.shared.head.load(Ordering::Acquire))
+        Position::from_u64(self.shared.head())
     }
 
     /// The folder of the store.
@@ -355,11 +449,6 @@ impl Store {
     /// The store's durability mode.
     pub fn durability(&self) -> Durability {
         self.shared.durability
-    }
-
-    /// Number of streams with at least one event.
-    pub fn stream_count(&self) -> usize {
-        self.shared.state().index.stream_count()
     }
 }
 
@@ -372,6 +461,8 @@ impl std::fmt::Debug for Store {
 /// The events of one stream, oldest first. Returned by [`Store::read_stream`]; see there.
 pub struct ReadStream {
     shared: Arc<Shared>,
+    /// The head when the read began: events at or past it are not returned.
+    end: u64,
     stream: Box<str>,
     locations: Vec<Location>,
     next: usize,
@@ -420,6 +511,10 @@ impl Iterator for ReadStream {
         let at = *self.locations.get(self.next)?;
         self.next += 1;
         let r = self.read(at);
+        if matches!(&r, Ok(e) if e.position().as_u64() >= self.end) {
+            self.failed = true;
+            return None;
+        }
         self.version += 1;
         self.failed = r.is_err();
         Some(r)
@@ -752,4 +847,46 @@ fn later_segments_empty(fs: &dyn FileSystem, dir: &Path, firsts: &[u64], next_po
         }
     }
     Ok(true)
+}
+
+/// The future of [`Store::append_async`] and [`Store::append_many_async`]: completes with the append's result
+/// once its events are durable (at once with [`Durability::Buffered`]). `Send`, `Unpin`, executor-agnostic.
+#[must_use = "the append is written already; the future tells when it is durable"]
+pub struct AppendFuture<T> {
+    state: FutureState<T>,
+}
+
+enum FutureState<T> {
+    Failed(Option<Error>),
+    Waiting { shared: Arc<Shared>, target: Option<u64>, result: Option<T> },
+}
+
+impl<T> AppendFuture<T> {
+    fn waiting(shared: Arc<Shared>, target: Option<u64>, result: T) -> AppendFuture<T> {
+        AppendFuture { state: FutureState::Waiting { shared, target, result: Some(result) } }
+    }
+
+    fn failed(error: Error) -> AppendFuture<T> {
+        AppendFuture { state: FutureState::Failed(Some(error)) }
+    }
+}
+
+impl<T: Unpin> Future for AppendFuture<T> {
+    type Output = Result<T>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<T>> {
+        match &mut self.get_mut().state {
+            FutureState::Failed(e) => Poll::Ready(Err(e.take().expect("polled after completion"))),
+            FutureState::Waiting { shared, target, result } => {
+                if let Some(t) = *target {
+                    match shared.commit.poll_durable(t, cx) {
+                        Poll::Pending => return Poll::Pending,
+                        Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                        Poll::Ready(Ok(())) => *target = None,
+                    }
+                }
+                Poll::Ready(Ok(result.take().expect("polled after completion")))
+            }
+        }
+    }
 }

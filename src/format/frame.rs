@@ -118,23 +118,39 @@ fn checksum_of(frame: &[u8], salt: u64) -> u32 {
 
 /// Appends one event frame to `out`. The caller has checked the limits; they are asserted here.
 pub fn encode_event(out: &mut Vec<u8>, salt: u64, e: &EventFields<'_>) {
+    let start = out.len();
+    assert!(start.is_multiple_of(super::FRAME_ALIGN_BYTES), "frames start 16-byte aligned");
+    let total = event_frame_bytes(e.stream.len(), e.event_type.len(), e.metadata.len(), e.payload.len());
+    out.resize(start + total, 0);
+    encode_event_into(&mut out[start..], salt, e);
+}
+
+/// Encodes one event frame into `out`, which must be exactly [`event_frame_bytes`] long for these fields.
+/// Every byte of `out` is written (padding included), so it need not be zeroed first.
+pub fn encode_event_into(out: &mut [u8], salt: u64, e: &EventFields<'_>) {
     assert!(!e.stream.is_empty() && e.stream.len() <= limits::STREAM_NAME_BYTES_MAX);
     assert!(!e.event_type.is_empty() && e.event_type.len() <= limits::EVENT_TYPE_BYTES_MAX);
     assert!(e.metadata.len() + e.payload.len() <= limits::EVENT_BODY_BYTES_MAX);
     assert!(e.position < e.batch_end && e.durable <= e.position);
-    let start = out.len();
-    assert!(start.is_multiple_of(super::FRAME_ALIGN_BYTES), "frames start 16-byte aligned");
     let total = event_frame_bytes(e.stream.len(), e.event_type.len(), e.metadata.len(), e.payload.len());
-    let payload_at = align_up(HEADER_BYTES + e.stream.len() + e.event_type.len() + e.metadata.len());
-    out.resize(start + HEADER_BYTES, 0);
+    assert_eq!(out.len(), total, "the frame buffer has the frame's exact size");
+    let names_at = HEADER_BYTES;
+    let type_at = names_at + e.stream.len();
+    let metadata_at = type_at + e.event_type.len();
+    let metadata_end = metadata_at + e.metadata.len();
+    let payload_at = align_up(metadata_end);
+    let payload_end = payload_at + e.payload.len();
     {
-        let h = &mut out[start..start + HEADER_BYTES];
+        let h = &mut out[..HEADER_BYTES];
         write_u32(h, LEN_AT, total as u32);
+        write_u32(h, CHECKSUM_AT, 0);
         h[KIND_AT] = FrameKind::Event as u8;
         h[STREAM_LEN_AT] = e.stream.len() as u8;
         h[TYPE_LEN_AT] = e.event_type.len() as u8;
+        h[TYPE_LEN_AT + 1] = 0;
         write_u32(h, METADATA_LEN_AT, e.metadata.len() as u32);
         write_u32(h, PAYLOAD_LEN_AT, e.payload.len() as u32);
+        write_u32(h, PAYLOAD_LEN_AT + 4, 0);
         write_u64(h, POSITION_AT, e.position);
         write_u64(h, BATCH_END_AT, e.batch_end);
         write_u64(h, DURABLE_AT, e.durable);
@@ -142,31 +158,44 @@ pub fn encode_event(out: &mut Vec<u8>, salt: u64, e: &EventFields<'_>) {
         write_u64(h, TIMESTAMP_AT, e.timestamp_us);
         h[ID_AT..ID_AT + 16].copy_from_slice(&e.id);
     }
-    out.extend_from_slice(e.stream);
-    out.extend_from_slice(e.event_type);
-    out.extend_from_slice(e.metadata);
-    out.resize(start + payload_at, 0);
-    out.extend_from_slice(e.payload);
-    out.resize(start + total, 0);
-    seal(&mut out[start..], salt);
-    debug_assert_eq!(out.len() - start, total);
+    out[names_at..type_at].copy_from_slice(e.stream);
+    out[type_at..metadata_at].copy_from_slice(e.event_type);
+    out[metadata_at..metadata_end].copy_from_slice(e.metadata);
+    out[metadata_end..payload_at].fill(0);
+    out[payload_at..payload_end].copy_from_slice(e.payload);
+    out[payload_end..].fill(0);
+    seal(out, salt);
+}
+
+/// Encodes a header-only frame (clean-close marker or segment footer) into `out` (exactly
+/// [`HEADER_BYTES`] long).
+pub fn encode_marker_into(
+    out: &mut [u8],
+    salt: u64,
+    kind: FrameKind,
+    next_position: u64,
+    count: u64,
+    timestamp_us: u64,
+) {
+    assert!(kind != FrameKind::Event);
+    assert_eq!(out.len(), HEADER_BYTES);
+    out.fill(0);
+    write_u32(out, LEN_AT, HEADER_BYTES as u32);
+    out[KIND_AT] = kind as u8;
+    write_u64(out, POSITION_AT, next_position);
+    write_u64(out, BATCH_END_AT, next_position);
+    write_u64(out, DURABLE_AT, next_position);
+    write_u64(out, VERSION_AT, count);
+    write_u64(out, TIMESTAMP_AT, timestamp_us);
+    seal(out, salt);
 }
 
 /// Appends a header-only frame (clean-close marker or segment footer) to `out`.
 pub fn encode_marker(out: &mut Vec<u8>, salt: u64, kind: FrameKind, next_position: u64, count: u64, timestamp_us: u64) {
-    assert!(kind != FrameKind::Event);
     let start = out.len();
     assert!(start.is_multiple_of(super::FRAME_ALIGN_BYTES), "frames start 16-byte aligned");
     out.resize(start + HEADER_BYTES, 0);
-    let h = &mut out[start..];
-    write_u32(h, LEN_AT, HEADER_BYTES as u32);
-    h[KIND_AT] = kind as u8;
-    write_u64(h, POSITION_AT, next_position);
-    write_u64(h, BATCH_END_AT, next_position);
-    write_u64(h, DURABLE_AT, next_position);
-    write_u64(h, VERSION_AT, count);
-    write_u64(h, TIMESTAMP_AT, timestamp_us);
-    seal(h, salt);
+    encode_marker_into(&mut out[start..], salt, kind, next_position, count, timestamp_us);
 }
 
 /// A frame decoded from untrusted bytes: every field checked against the bytes present and the checksum.

@@ -58,11 +58,6 @@ impl StreamIndex {
         entry.push(location);
         Ok(())
     }
-
-    /// Number of streams with at least one event.
-    pub fn stream_count(&self) -> usize {
-        self.streams.len()
-    }
 }
 
 #[cfg(test)]
@@ -82,6 +77,6 @@ mod tests {
         assert_eq!(ix.locations_from("a", 1), &[Location::new(1, 64)]);
         assert!(ix.locations_from("a", u64::MAX).is_empty());
         assert_eq!(ix.push("a", 5, Location::new(1, 99)), Err(VersionGap { expected: 2, found: 5 }));
-        assert_eq!(ix.stream_count(), 2);
+        assert_eq!(ix.last_version("b"), Some(0));
     }
 }

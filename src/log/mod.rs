@@ -3,9 +3,11 @@
 //!
 //! - [`segment`]: one segment file: creation (preallocated, zero-filled), its header, its read-only mapping.
 //! - [`recovery`]: the scan at open: validates frames and batches, tells a torn tail from corruption.
-//! - [`writer`]: appends encoded batches, rolls and seals segments, writes the clean-close marker.
+//! - [`writer`]: encodes appends into the tail segment, rolls and seals segments, writes the clean-close marker.
+//! - [`commit`]: group commit: one `fdatasync` for every append written while the previous one ran.
 //! - [`reader`]: `read_all` over the segments, and the position -> offset map it starts from.
 
+pub mod commit;
 pub mod reader;
 pub mod recovery;
 pub mod segment;

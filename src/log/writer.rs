@@ -1,11 +1,15 @@
-//! The log writer: encodes an append into one buffer, writes it with one `write`, syncs it, rolls and seals
+//! The log writer: encodes an append straight into the tail segment's shared writable mapping, rolls and seals
 //! segments, and writes the clean-close marker.
 //!
 //! The writer is owned by the store behind a mutex; it is the only code that writes segment files. It knows
-//! nothing of streams or expected versions: the store decides what to write, the writer decides where.
+//! nothing of streams or expected versions (the store decides what to write) nor of syncing (the group commit
+//! in [`super::commit`] decides when). Copying into a shared mapping of a pre-zeroed segment puts the bytes in
+//! the page cache at once, so they survive a crash of the process, without a system call per append.
+//!
 //! Failures come in two kinds (RELIABILITY.md rule 5): preparing a new segment fails before any byte of the
 //! append is written ([`WriteFailure::NotWritten`], the store stays usable), while a failed write or sync of
-//! log data leaves the outcome unknown ([`WriteFailure::Poisoning`], the store must be reopened).
+//! log data leaves the outcome unknown ([`WriteFailure::Poisoning`], the store must be reopened). Stores into
+//! the mapping cannot fail (the blocks were allocated by the zero fill); a device error surfaces at the sync.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -13,11 +17,11 @@ use std::sync::Arc;
 use crate::event::NewEvent;
 use crate::format::frame::{self, EventFields, FrameKind, HEADER_BYTES};
 use crate::format::segment_header;
-use crate::fs::FileSystem;
+use crate::fs::{FileSystem, MappingMut};
 use crate::limits::SEGMENT_FILL_CHUNK_BYTES;
 use crate::log::segment::Segment;
 use crate::log::Location;
-use crate::Error;
+use crate::{Error, Result};
 
 /// Bytes kept free at the end of every segment: room for a clean-close marker and a footer.
 pub const TAIL_RESERVE_BYTES: u64 = 2 * HEADER_BYTES as u64;
@@ -28,7 +32,7 @@ pub enum WriteFailure {
     /// Nothing of the append was written; the store is still usable.
     NotWritten(Error),
     /// A write or sync of log data failed: the outcome is unknown and the store must be poisoned.
-    Poisoning(Error),
+    Poisoning(std::io::Error),
 }
 
 /// One stream's events in an append, with the version its first event gets.
@@ -48,22 +52,24 @@ pub struct Written {
     pub new_segment: Option<Arc<Segment>>,
 }
 
+/// The segment appends go to, with its writable mapping.
+struct Tail {
+    segment: Arc<Segment>,
+    map: Box<dyn MappingMut>,
+}
+
 pub struct Writer {
     fs: Arc<dyn FileSystem>,
     dir: PathBuf,
     segment_bytes: u64,
-    /// The segment appends go to; `None` before the first segment exists or after the tail was sealed.
-    tail: Option<Arc<Segment>>,
-    /// Where the next frame goes in `tail`.
+    /// `None` before the first segment exists or after the tail was sealed.
+    tail: Option<Tail>,
+    /// Where the next frame goes in the tail.
     offset: u64,
     /// The position the next event gets.
     next_position: u64,
-    /// Every position below this is durable.
-    durable: u64,
     /// The number the next segment gets.
     next_segment_number: u64,
-    /// Reused encoding buffer.
-    buf: Vec<u8>,
 }
 
 /// The bytes an append of these parts takes in a segment.
@@ -85,55 +91,65 @@ impl Writer {
         tail: Option<(Arc<Segment>, u64)>,
         next_position: u64,
         next_segment_number: u64,
-    ) -> Writer {
+    ) -> Result<Writer> {
         let (tail, offset) = match tail {
-            Some((s, o)) => (Some(s), o),
+            Some((segment, offset)) => {
+                assert!(offset + HEADER_BYTES as u64 <= segment.len_bytes(), "recovery leaves room for a footer");
+                let map = segment.file().map_mut()?;
+                (Some(Tail { segment, map }), offset)
+            }
             None => (None, 0),
         };
-        Writer {
-            fs,
-            dir,
-            segment_bytes,
-            tail,
-            offset,
-            next_position,
-            durable: next_position,
-            next_segment_number,
-            buf: Vec::new(),
-        }
+        Ok(Writer { fs, dir, segment_bytes, tail, offset, next_position, next_segment_number })
     }
 
     pub fn next_position(&self) -> u64 {
         self.next_position
     }
 
-    /// Writes the parts as one append (all-or-nothing after a crash) with one `write`, then syncs it if `sync`.
-    pub fn append(&mut self, parts: &[PlannedPart<'_>], sync: bool) -> Result<Written, WriteFailure> {
+    /// The segment appends currently go to.
+    pub fn tail_segment(&self) -> Option<&Arc<Segment>> {
+        self.tail.as_ref().map(|t| &t.segment)
+    }
+
+    /// Writes the parts as one append (all-or-nothing after a crash), stamping its frames with the durable
+    /// watermark `durable`. The bytes are in the page cache when this returns; they are not synced.
+    pub fn append(&mut self, parts: &[PlannedPart<'_>], durable: u64) -> Result<Written, WriteFailure> {
         let batch_bytes = encoded_bytes(parts);
         let count: u64 = parts.iter().map(|p| p.events.len() as u64).sum();
         assert!(count > 0, "an append writes at least one event");
+        assert!(durable <= self.next_position);
         let new_segment = self.make_room(batch_bytes)?;
-        let Some(tail) = self.tail.clone() else { unreachable!("make_room leaves a tail segment") };
-        assert!(self.offset + batch_bytes + TAIL_RESERVE_BYTES <= tail.len_bytes());
+        let Some(tail) = self.tail.as_mut() else { unreachable!("make_room leaves a tail segment") };
+        let start = self.offset as usize;
+        let end = start + batch_bytes as usize;
+        assert!(end as u64 + TAIL_RESERVE_BYTES <= tail.segment.len_bytes());
 
         let first_position = self.next_position;
         let batch_end = first_position + count;
         let timestamp_us = super::now_us();
-        let segment_number = u32::try_from(tail.number()).expect("segment numbers fit in 32 bits");
+        let salt = tail.segment.salt();
+        let segment_number = u32::try_from(tail.segment.number()).expect("segment numbers fit in 32 bits");
         let mut locations = Vec::with_capacity(count as usize);
-        self.buf.clear();
+        let bytes = &mut tail.map.bytes_mut()[start..end];
+        let mut at = 0usize;
         let mut position = first_position;
         for part in parts {
             for (i, e) in part.events.iter().enumerate() {
-                let at = self.offset + self.buf.len() as u64;
-                locations.push(Location::new(segment_number, at as u32));
-                frame::encode_event(
-                    &mut self.buf,
-                    tail.salt(),
+                let len = frame::event_frame_bytes(
+                    part.stream.len(),
+                    e.event_type().len(),
+                    e.metadata().len(),
+                    e.payload().len(),
+                );
+                locations.push(Location::new(segment_number, (start + at) as u32));
+                frame::encode_event_into(
+                    &mut bytes[at..at + len],
+                    salt,
                     &EventFields {
                         position,
                         batch_end,
-                        durable: self.durable,
+                        durable,
                         version: part.first_version + i as u64,
                         timestamp_us,
                         id: *e.id().as_bytes(),
@@ -143,95 +159,77 @@ impl Writer {
                         payload: e.payload(),
                     },
                 );
+                at += len;
                 position += 1;
             }
         }
-        debug_assert_eq!(self.buf.len() as u64, batch_bytes);
-        tail.file().write_all_at(&self.buf, self.offset).map_err(|e| WriteFailure::Poisoning(e.into()))?;
-        self.offset += batch_bytes;
+        debug_assert_eq!(at as u64, batch_bytes);
+        self.offset = end as u64;
         self.next_position = batch_end;
-        if sync {
-            self.sync().map_err(WriteFailure::Poisoning)?;
-        }
-        if self.buf.capacity() > 4 << 20 {
-            self.buf = Vec::new();
-        }
         Ok(Written { first_position, locations, new_segment })
-    }
-
-    /// Makes everything written so far durable.
-    pub fn sync(&mut self) -> Result<(), Error> {
-        if self.durable == self.next_position {
-            return Ok(());
-        }
-        if let Some(tail) = &self.tail {
-            tail.file().sync_data()?;
-        }
-        self.durable = self.next_position;
-        Ok(())
     }
 
     /// Ensures the tail segment has room for `batch_bytes` plus the reserve, creating a new segment (and
     /// sealing the old one) if not. Returns the new segment, if one was made.
     fn make_room(&mut self, batch_bytes: u64) -> Result<Option<Arc<Segment>>, WriteFailure> {
         if let Some(tail) = &self.tail {
-            if self.offset + batch_bytes + TAIL_RESERVE_BYTES <= tail.len_bytes() {
+            if self.offset + batch_bytes + TAIL_RESERVE_BYTES <= tail.segment.len_bytes() {
                 return Ok(None);
             }
         }
         let needed = segment_header::SIZE_BYTES as u64 + batch_bytes + TAIL_RESERVE_BYTES;
         let chunk = SEGMENT_FILL_CHUNK_BYTES as u64;
         let size = self.segment_bytes.max(needed.div_ceil(chunk) * chunk);
-        let salt = random_salt();
         // Preparing the new segment writes nothing of the log: its failure (ENOSPC, say) leaves the store usable.
-        let segment = Segment::create(&*self.fs, &self.dir, self.next_segment_number, self.next_position, size, salt)
-            .map_err(WriteFailure::NotWritten)?;
+        let segment =
+            Segment::create(&*self.fs, &self.dir, self.next_segment_number, self.next_position, size, random_salt())
+                .map_err(WriteFailure::NotWritten)?;
+        let map = segment.file().map_mut().map_err(|e| WriteFailure::NotWritten(e.into()))?;
         let segment = Arc::new(segment);
         // Sealing the old segment writes log data: its failure poisons.
         self.seal_tail().map_err(WriteFailure::Poisoning)?;
-        self.tail = Some(segment.clone());
+        self.tail = Some(Tail { segment: segment.clone(), map });
         self.offset = segment_header::SIZE_BYTES as u64;
         self.next_segment_number += 1;
         Ok(Some(segment))
     }
 
+    /// Writes a header-only frame at the append offset.
+    fn write_marker(&mut self, kind: FrameKind) {
+        let Some(tail) = self.tail.as_mut() else { return };
+        let at = self.offset as usize;
+        let count = self.next_position - tail.segment.first_position();
+        let salt = tail.segment.salt();
+        let out = &mut tail.map.bytes_mut()[at..at + HEADER_BYTES];
+        frame::encode_marker_into(out, salt, kind, self.next_position, count, super::now_us());
+        self.offset += HEADER_BYTES as u64;
+    }
+
     /// Writes the footer to the tail segment and syncs it. The tail is then sealed and immutable.
-    fn seal_tail(&mut self) -> Result<(), Error> {
-        let Some(tail) = self.tail.take() else { return Ok(()) };
-        let count = self.next_position - tail.first_position();
-        self.buf.clear();
-        frame::encode_marker(&mut self.buf, tail.salt(), FrameKind::Footer, self.next_position, count, super::now_us());
-        let result = tail.file().write_all_at(&self.buf, self.offset).and_then(|()| tail.file().sync_data());
-        if let Err(e) = result {
-            self.tail = Some(tail);
-            return Err(e.into());
+    fn seal_tail(&mut self) -> std::io::Result<()> {
+        if self.tail.is_none() {
+            return Ok(());
         }
-        self.durable = self.next_position;
+        self.write_marker(FrameKind::Footer);
+        let Some(tail) = self.tail.as_ref() else { unreachable!("checked above") };
+        tail.segment.file().sync_data()?;
+        self.tail = None;
         Ok(())
     }
 
-    /// Writes the clean-close marker (everything before it is durable) and syncs. Called once, at close.
-    pub fn close(&mut self) -> Result<(), Error> {
-        self.sync()?;
+    /// Writes the clean-close marker (everything before it is durable) and syncs. Called once, at close, when
+    /// no append is in flight.
+    pub fn close(&mut self) -> std::io::Result<()> {
         let Some(tail) = &self.tail else { return Ok(()) };
-        assert!(self.offset + HEADER_BYTES as u64 <= tail.len_bytes(), "room for a footer is always kept");
-        if self.offset + TAIL_RESERVE_BYTES > tail.len_bytes() {
+        let len = tail.segment.len_bytes();
+        assert!(self.offset + HEADER_BYTES as u64 <= len, "room for a footer is always kept");
+        if self.offset + TAIL_RESERVE_BYTES > len {
             // No room for a marker and a later footer: seal instead; the footer vouches just the same.
             return self.seal_tail();
         }
-        self.buf.clear();
-        frame::encode_marker(
-            &mut self.buf,
-            tail.salt(),
-            FrameKind::CloseMarker,
-            self.next_position,
-            0,
-            super::now_us(),
-        );
-        tail.file().write_all_at(&self.buf, self.offset)?;
-        tail.file().sync_data()?;
-        self.offset += HEADER_BYTES as u64;
-        Ok(())
+        self.write_marker(FrameKind::CloseMarker);
+        let Some(tail) = &self.tail else { unreachable!("checked above") };
+        tail.segment.file().sync_data()
     }
 }
 
