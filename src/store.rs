@@ -21,6 +21,8 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuar
 use std::task::{Context, Poll};
 use std::thread::JoinHandle;
 
+use smallvec::SmallVec;
+
 use crate::event::{AppendResult, ExpectedVersion, NewEvent, Position, RecordedEvent, StreamAppend};
 use crate::format::store_file::{self, StoreFile, StoreFileError};
 use crate::format::{frame, segment_header, FORMAT_VERSION};
@@ -125,6 +127,9 @@ impl Drop for Shared {
     }
 }
 
+/// The results of an append, one per part; no allocation for the common single-part append.
+type Results = SmallVec<[AppendResult; 1]>;
+
 /// What the store decides for one part of an append.
 enum Decision {
     /// An idempotent retry: the events are already there; this is the original result.
@@ -205,7 +210,10 @@ impl Store {
     /// # Ok::<(), annals::Error>(())
     /// ```
     pub fn append(&self, stream: &str, expected: ExpectedVersion, events: &[NewEvent]) -> Result<AppendResult> {
-        let mut results = self.append_many(&[StreamAppend::new(stream, expected, events)])?;
+        let (mut results, durable_target) = self.write_parts(&[StreamAppend::new(stream, expected, events)])?;
+        if let Some(target) = durable_target {
+            self.shared.commit.wait_durable(target)?;
+        }
         Ok(results.pop().expect("one result per part"))
     }
 
@@ -231,7 +239,7 @@ impl Store {
         if let Some(target) = durable_target {
             self.shared.commit.wait_durable(target)?;
         }
-        Ok(results)
+        Ok(results.into_vec())
     }
 
     /// The async form of [`Store::append`]: the events are checked and written when this is called (dropping
@@ -274,23 +282,23 @@ impl Store {
     /// The async form of [`Store::append_many`]; see [`Store::append_async`].
     pub fn append_many_async(&self, parts: &[StreamAppend<'_>]) -> AppendFuture<Vec<AppendResult>> {
         match self.write_parts(parts) {
-            Ok((results, target)) => AppendFuture::waiting(self.shared.clone(), target, results),
+            Ok((results, target)) => AppendFuture::waiting(self.shared.clone(), target, results.into_vec()),
             Err(e) => AppendFuture::failed(e),
         }
     }
 
     /// Checks and writes an append. Returns the results and, if the caller must wait for durability before
     /// acknowledging, the position everything below which must be durable.
-    fn write_parts(&self, parts: &[StreamAppend<'_>]) -> Result<(Vec<AppendResult>, Option<u64>)> {
+    fn write_parts(&self, parts: &[StreamAppend<'_>]) -> Result<(Results, Option<u64>)> {
         validate_append(parts)?;
         let shared = &*self.shared;
         let sync = shared.durability == Durability::Sync;
         let mut writer = shared.writer()?;
         let decisions = {
             let state = shared.state();
-            parts.iter().map(|p| decide(&state, p)).collect::<Result<Vec<_>>>()?
+            parts.iter().map(|p| decide(&state, p)).collect::<Result<SmallVec<[Decision; 1]>>>()?
         };
-        let planned: Vec<PlannedPart<'_>> = parts
+        let planned: SmallVec<[PlannedPart<'_>; 1]> = parts
             .iter()
             .zip(&decisions)
             .filter_map(|(p, d)| match d {
@@ -302,7 +310,7 @@ impl Store {
             .collect();
         if planned.is_empty() {
             drop(writer);
-            let results: Vec<AppendResult> = decisions
+            let results: Results = decisions
                 .into_iter()
                 .map(|d| match d {
                     Decision::Retry(r) => r,
@@ -327,11 +335,19 @@ impl Store {
             if let Some(segment) = written.new_segment {
                 state.log.push_segment(segment);
             }
-            let mut locations = written.locations.iter();
+            let segment = written.first.segment();
+            let mut offset = written.first.offset();
             let mut position = written.first_position;
             for part in &planned {
-                for i in 0..part.events.len() as u64 {
-                    let at = *locations.next().expect("one location per event");
+                for (i, e) in part.events.iter().enumerate() {
+                    let at = Location::new(segment, offset);
+                    offset += frame::event_frame_bytes(
+                        part.stream.len(),
+                        e.event_type().len(),
+                        e.metadata().len(),
+                        e.payload().len(),
+                    ) as u32;
+                    let i = i as u64;
                     state
                         .index
                         .push(part.stream, part.first_version + i, at)
@@ -655,7 +671,11 @@ fn retry_of(state: &State, part: &StreamAppend<'_>, start: u64) -> Result<Option
             .log
             .segment(at.segment())
             .ok_or_else(|| Error::corrupt(PathBuf::new(), 0, "index names a missing segment"))?;
-        let f = segment.event_at(at.offset() as usize)?;
+        // The appender's own recent data: the header is bounds-checked but its checksum is not recomputed on
+        // this hot path (reads verify it).
+        let bytes = segment.bytes().get(at.offset() as usize..).unwrap_or_default();
+        let f = frame::decode_unverified(bytes)
+            .map_err(|e| Error::corrupt(segment.path(), at.offset() as u64, e.to_string()))?;
         if f.id != *e.id().as_bytes() {
             return Ok(None);
         }

@@ -8,12 +8,16 @@
 
 use std::collections::HashMap;
 
+use foldhash::fast::RandomState;
+
 use crate::log::Location;
 
-/// Stream name -> the location of each of its versions.
+/// Stream name -> the location of each of its versions. Hashed with foldhash (randomly seeded per index, so
+/// stream names chosen by an attacker cannot force collisions cheaply), several times faster than SipHash on
+/// short names, which matters on the append path.
 #[derive(Default)]
 pub struct StreamIndex {
-    streams: HashMap<Box<str>, Vec<Location>>,
+    streams: HashMap<Box<str>, Vec<Location>, RandomState>,
 }
 
 /// The index was asked to record an event whose version does not follow the stream's last one.

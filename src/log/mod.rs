@@ -8,6 +8,7 @@
 //! - [`reader`]: `read_all` over the segments, and the position -> offset map it starts from.
 
 pub mod commit;
+pub mod preparer;
 pub mod reader;
 pub mod recovery;
 pub mod segment;

@@ -38,6 +38,47 @@ pub fn parse_file_name(name: &str) -> Option<u64> {
     digits.parse().ok()
 }
 
+/// A preallocated, zero-filled, synced file under a temporary name, ready to become a segment.
+pub struct BlankFile {
+    pub path: PathBuf,
+    pub file: Box<dyn FileHandle>,
+    pub bytes: u64,
+}
+
+/// Creates `dir/tmp_name` zero-filled to `segment_bytes` with 4 KiB-multiple writes and syncs it, so that later
+/// `fdatasync`s of the segment carry data only (RELIABILITY.md rule 2). The name must end in `.tmp`: a crash
+/// leaves at most a temporary file, which the next open removes. On failure the file is removed.
+pub fn prepare_blank(fs: &dyn FileSystem, dir: &Path, tmp_name: &str, segment_bytes: u64) -> Result<BlankFile> {
+    assert!(tmp_name.ends_with(".tmp"));
+    assert!(segment_bytes.is_multiple_of(SEGMENT_FILL_CHUNK_BYTES as u64));
+    assert!(segment_bytes >= segment_header::SIZE_BYTES as u64);
+    let path = dir.join(tmp_name);
+    let result = (|| -> std::io::Result<Box<dyn FileHandle>> {
+        match fs.remove_file(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+        let f = fs.open(&path, OpenMode::CreateNew)?;
+        const ZERO_WRITE_BYTES: usize = 64 * SEGMENT_FILL_CHUNK_BYTES;
+        let zeros = vec![0u8; ZERO_WRITE_BYTES];
+        let mut at = 0u64;
+        while at < segment_bytes {
+            let n = (segment_bytes - at).min(ZERO_WRITE_BYTES as u64) as usize;
+            f.write_all_at(&zeros[..n], at)?;
+            at += n as u64;
+        }
+        f.sync_data()?;
+        Ok(f)
+    })();
+    match result {
+        Ok(file) => Ok(BlankFile { path, file, bytes: segment_bytes }),
+        Err(e) => {
+            let _ = fs.remove_file(&path);
+            Err(Error::Io(e))
+        }
+    }
+}
+
 /// An open, mapped segment file.
 pub struct Segment {
     path: PathBuf,
@@ -47,8 +88,7 @@ pub struct Segment {
 }
 
 impl Segment {
-    /// Creates a new segment: a temporary file zero-filled to `segment_bytes` in 4 KiB-multiple writes (so later
-    /// `fdatasync`s carry data only), the header written, synced, renamed into place, the folder synced.
+    /// Creates a new segment: a blank file prepared by [`prepare_blank`], then installed by [`Segment::install`].
     pub fn create(
         fs: &dyn FileSystem,
         dir: &Path,
@@ -57,42 +97,36 @@ impl Segment {
         segment_bytes: u64,
         salt: u64,
     ) -> Result<Segment> {
-        assert!(segment_bytes.is_multiple_of(SEGMENT_FILL_CHUNK_BYTES as u64));
-        assert!(segment_bytes >= segment_header::SIZE_BYTES as u64);
-        let name = file_name(first_position);
-        let path = dir.join(&name);
-        let tmp = dir.join(format!("{name}.tmp"));
+        let blank = prepare_blank(fs, dir, &format!("{}.tmp", file_name(first_position)), segment_bytes)?;
+        Segment::install(fs, dir, blank, segment_number, first_position, salt)
+    }
+
+    /// Turns a blank file into the segment `segment_number` starting at `first_position`: writes the header,
+    /// syncs, renames it to its segment name and syncs the folder. On failure the blank file is removed.
+    pub fn install(
+        fs: &dyn FileSystem,
+        dir: &Path,
+        blank: BlankFile,
+        segment_number: u64,
+        first_position: u64,
+        salt: u64,
+    ) -> Result<Segment> {
         let header = SegmentHeader {
             format_version: crate::format::FORMAT_VERSION,
             segment_number,
             first_position,
             salt,
-            segment_bytes,
+            segment_bytes: blank.bytes,
             created_us: super::now_us(),
         };
-        let result = (|| -> std::io::Result<()> {
-            match fs.remove_file(&tmp) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
-                _ => {}
-            }
-            let f = fs.open(&tmp, OpenMode::CreateNew)?;
-            const ZERO_WRITE_BYTES: usize = 64 * SEGMENT_FILL_CHUNK_BYTES;
-            let zeros = vec![0u8; ZERO_WRITE_BYTES];
-            let mut at = 0u64;
-            while at < segment_bytes {
-                let n = (segment_bytes - at).min(ZERO_WRITE_BYTES as u64) as usize;
-                f.write_all_at(&zeros[..n], at)?;
-                at += n as u64;
-            }
-            f.write_all_at(&header.encode(), 0)?;
-            f.sync_data()?;
-            Ok(())
-        })();
+        let path = dir.join(file_name(first_position));
+        let result = blank.file.write_all_at(&header.encode(), 0).and_then(|()| blank.file.sync_data());
+        drop(blank.file);
         if let Err(e) = result {
-            let _ = fs.remove_file(&tmp);
+            let _ = fs.remove_file(&blank.path);
             return Err(Error::Io(e));
         }
-        fs.rename(&tmp, &path)?;
+        fs.rename(&blank.path, &path)?;
         fs.sync_dir(dir)?;
         Segment::open(fs, &path)
     }

@@ -19,6 +19,7 @@ use crate::format::frame::{self, EventFields, FrameKind, HEADER_BYTES};
 use crate::format::segment_header;
 use crate::fs::{FileSystem, MappingMut};
 use crate::limits::SEGMENT_FILL_CHUNK_BYTES;
+use crate::log::preparer::Preparer;
 use crate::log::segment::Segment;
 use crate::log::Location;
 use crate::{Error, Result};
@@ -42,12 +43,13 @@ pub struct PlannedPart<'a> {
     pub events: &'a [NewEvent],
 }
 
-/// Where an append's events went.
+/// Where an append's events went: its frames lie back to back from `first`, in the order of the parts and
+/// their events, each [`frame::event_frame_bytes`] long.
 pub struct Written {
     /// The position of the append's first event.
     pub first_position: u64,
-    /// One location per event, in the order of the parts and their events.
-    pub locations: Vec<Location>,
+    /// The location of the append's first frame.
+    pub first: Location,
     /// A segment created for this append, which readers must be told about.
     pub new_segment: Option<Arc<Segment>>,
 }
@@ -70,6 +72,10 @@ pub struct Writer {
     next_position: u64,
     /// The number the next segment gets.
     next_segment_number: u64,
+    /// Makes the next segment's file ahead of time.
+    preparer: Preparer,
+    /// Whether preparation of the next segment was requested for the current tail.
+    next_requested: bool,
 }
 
 /// The bytes an append of these parts takes in a segment.
@@ -100,7 +106,33 @@ impl Writer {
             }
             None => (None, 0),
         };
-        Ok(Writer { fs, dir, segment_bytes, tail, offset, next_position, next_segment_number })
+        let preparer = Preparer::new(fs.clone(), dir.clone());
+        let mut w = Writer {
+            fs,
+            dir,
+            segment_bytes,
+            tail,
+            offset,
+            next_position,
+            next_segment_number,
+            preparer,
+            next_requested: false,
+        };
+        w.maybe_prepare_next();
+        Ok(w)
+    }
+
+    /// Starts preparing the next segment once the tail is half full.
+    fn maybe_prepare_next(&mut self) {
+        if self.next_requested {
+            return;
+        }
+        if let Some(tail) = &self.tail {
+            if self.offset * 2 >= tail.segment.len_bytes() {
+                self.next_requested = true;
+                self.preparer.start(self.segment_bytes);
+            }
+        }
     }
 
     pub fn next_position(&self) -> u64 {
@@ -130,7 +162,6 @@ impl Writer {
         let timestamp_us = super::now_us();
         let salt = tail.segment.salt();
         let segment_number = u32::try_from(tail.segment.number()).expect("segment numbers fit in 32 bits");
-        let mut locations = Vec::with_capacity(count as usize);
         let bytes = &mut tail.map.bytes_mut()[start..end];
         let mut at = 0usize;
         let mut position = first_position;
@@ -142,7 +173,6 @@ impl Writer {
                     e.metadata().len(),
                     e.payload().len(),
                 );
-                locations.push(Location::new(segment_number, (start + at) as u32));
                 frame::encode_event_into(
                     &mut bytes[at..at + len],
                     salt,
@@ -166,7 +196,8 @@ impl Writer {
         debug_assert_eq!(at as u64, batch_bytes);
         self.offset = end as u64;
         self.next_position = batch_end;
-        Ok(Written { first_position, locations, new_segment })
+        self.maybe_prepare_next();
+        Ok(Written { first_position, first: Location::new(segment_number, start as u32), new_segment })
     }
 
     /// Ensures the tail segment has room for `batch_bytes` plus the reserve, creating a new segment (and
@@ -181,9 +212,12 @@ impl Writer {
         let chunk = SEGMENT_FILL_CHUNK_BYTES as u64;
         let size = self.segment_bytes.max(needed.div_ceil(chunk) * chunk);
         // Preparing the new segment writes nothing of the log: its failure (ENOSPC, say) leaves the store usable.
-        let segment =
-            Segment::create(&*self.fs, &self.dir, self.next_segment_number, self.next_position, size, random_salt())
-                .map_err(WriteFailure::NotWritten)?;
+        let (number, first) = (self.next_segment_number, self.next_position);
+        let segment = match self.preparer.take(size) {
+            Some(blank) => Segment::install(&*self.fs, &self.dir, blank, number, first, random_salt()),
+            None => Segment::create(&*self.fs, &self.dir, number, first, size, random_salt()),
+        }
+        .map_err(WriteFailure::NotWritten)?;
         let map = segment.file().map_mut().map_err(|e| WriteFailure::NotWritten(e.into()))?;
         let segment = Arc::new(segment);
         // Sealing the old segment writes log data: its failure poisons.
@@ -191,6 +225,7 @@ impl Writer {
         self.tail = Some(Tail { segment: segment.clone(), map });
         self.offset = segment_header::SIZE_BYTES as u64;
         self.next_segment_number += 1;
+        self.next_requested = false;
         Ok(Some(segment))
     }
 
