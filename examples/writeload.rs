@@ -45,7 +45,15 @@ fn main() {
     let appended = started.elapsed().as_secs_f64();
     store.sync().unwrap();
     let secs = started.elapsed().as_secs_f64();
-    eprintln!("appends took {appended:.3} s, the final sync {:.3} s", secs - appended);
+    let stats = store.stats();
+    eprintln!(
+        "appends took {appended:.3} s, the final sync {:.3} s; {} syncs for {} appends ({:.1} per sync), average sync {} us",
+        secs - appended,
+        stats.syncs,
+        stats.synced_appends,
+        stats.synced_appends as f64 / stats.syncs.max(1) as f64,
+        stats.sync_average_us
+    );
     let events = (n_threads * appends * batch) as f64;
     println!("{w}: {:.0} events/s ({} threads, {:.3} s)", events / secs, n_threads, secs);
 }

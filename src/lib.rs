@@ -71,5 +71,5 @@ pub use error::{Error, Result};
 pub use event::{AppendResult, ExpectedVersion, NewEvent, Position, RecordedEvent, StreamAppend};
 pub use log::reader::ReadAll;
 pub use options::{Durability, Options};
-pub use store::{AppendFuture, ReadStream, Store};
+pub use store::{AppendFuture, ReadStream, Store, StoreStats};
 pub use uuid::Uuid;

@@ -457,6 +457,31 @@ impl Store {
         Position::from_u64(self.shared.head())
     }
 
+    /// Figures about the store since it was opened: positions, segments, and how well group commit groups.
+    ///
+    /// ```
+    /// use annals::{ExpectedVersion, NewEvent, Store};
+    /// let dir = tempfile::tempdir()?;
+    /// let store = Store::open(dir.path())?;
+    /// store.append("s", ExpectedVersion::Any, &[NewEvent::new("E", "")])?;
+    /// let stats = store.stats();
+    /// assert_eq!((stats.head, stats.durable, stats.segments), (1, 1, 1));
+    /// assert!(stats.syncs >= 1 && stats.synced_appends >= 1);
+    /// # Ok::<(), annals::Error>(())
+    /// ```
+    pub fn stats(&self) -> StoreStats {
+        let (syncs, synced_appends, sync_average) = self.shared.commit.counters();
+        let state = self.shared.state();
+        StoreStats {
+            head: self.shared.head(),
+            durable: self.shared.commit.durable(),
+            segments: state.log.segments().len() as u64,
+            syncs,
+            synced_appends,
+            sync_average_us: sync_average.as_micros() as u64,
+        }
+    }
+
     /// The folder of the store.
     pub fn path(&self) -> &Path {
         &self.shared.dir
@@ -472,6 +497,24 @@ impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Store").field("path", &self.shared.dir).field("head", &self.head()).finish()
     }
+}
+
+/// Figures about an open store, from [`Store::stats`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct StoreStats {
+    /// The position the next event gets (what readers see up to).
+    pub head: u64,
+    /// Every position below this is durable.
+    pub durable: u64,
+    /// Segment files in the log.
+    pub segments: u64,
+    /// `fdatasync`s of the log completed since open.
+    pub syncs: u64,
+    /// Appends those syncs made durable: `synced_appends / syncs` is the average group size.
+    pub synced_appends: u64,
+    /// Moving average of the duration of recent syncs, in microseconds.
+    pub sync_average_us: u64,
 }
 
 /// The events of one stream, oldest first. Returned by [`Store::read_stream`]; see there.

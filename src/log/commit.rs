@@ -68,6 +68,9 @@ struct CommitState {
     /// Async appenders: (position they need durable, waker).
     wakers: Vec<(u64, Waker)>,
     shutdown: bool,
+    /// Syncs completed, and the appends they covered (for statistics).
+    syncs: u64,
+    synced_appends: u64,
 }
 
 impl Commit {
@@ -87,6 +90,8 @@ impl Commit {
                 poisoned: None,
                 wakers: Vec::new(),
                 shutdown: false,
+                syncs: 0,
+                synced_appends: 0,
             }),
             leader_cv: Condvar::new(),
             done_cv: Condvar::new(),
@@ -256,6 +261,8 @@ impl Commit {
                 st.recent_groups[slot] = group.max(1);
                 st.next_group_slot = (slot + 1) % RECENT_GROUPS;
                 st.sync_average = (st.sync_average * 7 + took) / 8;
+                st.syncs += 1;
+                st.synced_appends += u64::from(group);
                 let durable = st.durable;
                 let mut i = 0;
                 while i < st.wakers.len() {
@@ -292,6 +299,12 @@ impl Commit {
                 None => self.committer_cv.wait(st).unwrap_or_else(|e| e.into_inner()),
             };
         }
+    }
+
+    /// (syncs completed, appends they covered, average sync duration).
+    pub fn counters(&self) -> (u64, u64, Duration) {
+        let st = self.lock();
+        (st.syncs, st.synced_appends, st.sync_average)
     }
 
     /// Stops the committer thread.
