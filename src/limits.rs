@@ -16,7 +16,8 @@ pub const EVENT_BODY_BYTES_MAX: usize = 16 << 20;
 /// Most events in one append (or one `append_many`, all parts together).
 pub const BATCH_EVENTS_MAX: usize = 10_000;
 
-/// Largest sum of payload, metadata, stream name and event type bytes of one append (32 MiB).
+/// Largest sum of payload and metadata bytes of one append (32 MiB). Names, types and frame headers come on
+/// top (at most about 6 MiB more at the event limit); the segment an append goes to is sized to fit it.
 pub const BATCH_BODY_BYTES_MAX: usize = 32 << 20;
 
 /// Most parts in one `append_many`.

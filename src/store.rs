@@ -624,7 +624,7 @@ fn validate_append(parts: &[StreamAppend<'_>]) -> Result<()> {
                     limits::EVENT_BODY_BYTES_MAX
                 )));
             }
-            body_bytes += body + t + p.stream.len();
+            body_bytes += body;
         }
         events += p.events.len();
     }
