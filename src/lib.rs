@@ -38,9 +38,8 @@
 //! ## Limits
 //! Stream names 1 to 255 bytes of UTF-8 (names starting with `$` are reserved); event types 1 to 255 bytes;
 //! payload plus metadata of one event up to 16 MiB; up to 10,000 events and 32 MiB of payload plus metadata per
-//! append (all parts of an
-//! `append_many` together); segment sizes from 1 MiB to 1 GiB. An append larger than the segment size gets a
-//! segment of its own, so a small segment size lowers no limit. Beyond a limit: [`Error::InvalidInput`], and
+//! append (all parts of an `append_many` together); segment sizes from 1 MiB to 1 GiB. An append larger than the
+//! segment size gets a segment of its own, so a small segment size lowers no limit. Beyond a limit: [`Error::InvalidInput`], and
 //! nothing is written. The constants are in [`limits`].
 //!
 //! ## The mmap contract
