@@ -94,6 +94,18 @@ impl Options {
     /// (only when something was appended since the last sync). This bounds what an OS crash or power loss can
     /// lose. Default: 1 second. `None`: only [`Store::sync`] and closing the store sync. Ignored with
     /// [`Durability::Sync`], where every append is durable before it returns.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use annals::{Durability, Options};
+    /// let dir = tempfile::tempdir()?;
+    /// let store = Options::new()
+    ///     .durability(Durability::Buffered)
+    ///     .sync_interval(Some(Duration::from_millis(100)))
+    ///     .open(dir.path())?;
+    /// # drop(store);
+    /// # Ok::<(), annals::Error>(())
+    /// ```
     pub fn sync_interval(mut self, interval: Option<Duration>) -> Options {
         self.sync_interval = interval;
         self

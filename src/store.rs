@@ -384,6 +384,16 @@ impl Store {
 
     /// Makes every event appended so far durable. With [`Durability::Sync`] there is nothing to do; with
     /// [`Durability::Buffered`] this is the point after which an OS crash loses nothing appended before.
+    ///
+    /// ```
+    /// use annals::{Durability, ExpectedVersion, NewEvent, Options};
+    /// let dir = tempfile::tempdir()?;
+    /// let store = Options::new().durability(Durability::Buffered).open(dir.path())?;
+    /// store.append("s", ExpectedVersion::Any, &[NewEvent::new("E", "")])?;
+    /// store.sync()?;
+    /// assert_eq!(store.stats().durable, 1);
+    /// # Ok::<(), annals::Error>(())
+    /// ```
     pub fn sync(&self) -> Result<()> {
         if self.shared.commit.is_poisoned() {
             return Err(Error::Poisoned);
@@ -426,12 +436,34 @@ impl Store {
         })
     }
 
-    /// Every event from `from` (inclusive) in commit order, up to the head at the time of the call.
+    /// Every event from `from` (inclusive) in commit order, up to the head at the time of the call. Items are
+    /// `Result`s: a damaged frame is reported as [`Error::Corrupt`] and ends the iteration.
+    ///
+    /// ```
+    /// use annals::{ExpectedVersion, NewEvent, Position, Store};
+    /// let dir = tempfile::tempdir()?;
+    /// let store = Store::open(dir.path())?;
+    /// store.append("a", ExpectedVersion::Any, &[NewEvent::new("E", "1")])?;
+    /// store.append("b", ExpectedVersion::Any, &[NewEvent::new("E", "2")])?;
+    /// let streams: Vec<String> = store.read_all(Position::START).map(|e| e.map(|e| e.stream().to_owned())).collect::<Result<_, _>>()?;
+    /// assert_eq!(streams, ["a", "b"]);
+    /// # Ok::<(), annals::Error>(())
+    /// ```
     pub fn read_all(&self, from: Position) -> ReadAll {
         ReadAll::new(self.shared.clone(), from.as_u64(), self.shared.head())
     }
 
     /// The last version of `stream`, `None` if the stream has no events.
+    ///
+    /// ```
+    /// use annals::{ExpectedVersion, NewEvent, Store};
+    /// let dir = tempfile::tempdir()?;
+    /// let store = Store::open(dir.path())?;
+    /// assert_eq!(store.stream_version("s"), None);
+    /// store.append("s", ExpectedVersion::Any, &[NewEvent::new("E", ""), NewEvent::new("E", "")])?;
+    /// assert_eq!(store.stream_version("s"), Some(1));
+    /// # Ok::<(), annals::Error>(())
+    /// ```
     pub fn stream_version(&self, stream: &str) -> Option<u64> {
         let head = self.shared.head();
         let state = self.shared.state();
@@ -453,6 +485,16 @@ impl Store {
     }
 
     /// The position the next event will get: just past the last committed event.
+    ///
+    /// ```
+    /// use annals::{ExpectedVersion, NewEvent, Position, Store};
+    /// let dir = tempfile::tempdir()?;
+    /// let store = Store::open(dir.path())?;
+    /// assert_eq!(store.head(), Position::START);
+    /// let r = store.append("s", ExpectedVersion::Any, &[NewEvent::new("E", "")])?;
+    /// assert_eq!(store.head().as_u64(), r.position.as_u64() + 1);
+    /// # Ok::<(), annals::Error>(())
+    /// ```
     pub fn head(&self) -> Position {
         Position::from_u64(self.shared.head())
     }
@@ -483,11 +525,25 @@ impl Store {
     }
 
     /// The folder of the store.
+    ///
+    /// ```
+    /// let dir = tempfile::tempdir()?;
+    /// let store = annals::Store::open(dir.path())?;
+    /// assert_eq!(store.path(), dir.path());
+    /// # Ok::<(), annals::Error>(())
+    /// ```
     pub fn path(&self) -> &Path {
         &self.shared.dir
     }
 
     /// The store's durability mode.
+    ///
+    /// ```
+    /// let dir = tempfile::tempdir()?;
+    /// let store = annals::Store::open(dir.path())?;
+    /// assert_eq!(store.durability(), annals::Durability::Sync);
+    /// # Ok::<(), annals::Error>(())
+    /// ```
     pub fn durability(&self) -> Durability {
         self.shared.durability
     }
@@ -517,7 +573,20 @@ pub struct StoreStats {
     pub sync_average_us: u64,
 }
 
-/// The events of one stream, oldest first. Returned by [`Store::read_stream`]; see there.
+/// The events of one stream, oldest first, up to the head as of its creation. Returned by
+/// [`Store::read_stream`]. Each item is a `Result`: a damaged frame is reported as [`Error::Corrupt`] and ends
+/// the iteration.
+///
+/// ```
+/// use annals::{ExpectedVersion, NewEvent, Store};
+/// let dir = tempfile::tempdir()?;
+/// let store = Store::open(dir.path())?;
+/// store.append("s", ExpectedVersion::Any, &[NewEvent::new("E", "a"), NewEvent::new("E", "b")])?;
+/// let mut events = store.read_stream("s", 0)?;
+/// store.append("s", ExpectedVersion::Any, &[NewEvent::new("E", "c")])?; // after the read began: not seen
+/// assert_eq!(events.by_ref().count(), 2);
+/// # Ok::<(), annals::Error>(())
+/// ```
 pub struct ReadStream {
     shared: Arc<Shared>,
     /// The head when the read began: events at or past it are not returned.
@@ -914,6 +983,18 @@ fn later_segments_empty(fs: &dyn FileSystem, dir: &Path, firsts: &[u64], next_po
 
 /// The future of [`Store::append_async`] and [`Store::append_many_async`]: completes with the append's result
 /// once its events are durable (at once with [`Durability::Buffered`]). `Send`, `Unpin`, executor-agnostic.
+///
+/// ```
+/// use annals::{AppendFuture, AppendResult, ExpectedVersion, NewEvent, Store};
+/// fn assert_send_unpin<T: Send + Unpin>(_: &T) {}
+/// let dir = tempfile::tempdir()?;
+/// let store = Store::open(dir.path())?;
+/// let future: AppendFuture<AppendResult> = store.append_async("s", ExpectedVersion::Any, &[NewEvent::new("E", "")]);
+/// assert_send_unpin(&future);
+/// // The append is written already; any executor can wait for its durability.
+/// # drop(future);
+/// # Ok::<(), annals::Error>(())
+/// ```
 #[must_use = "the append is written already; the future tells when it is durable"]
 pub struct AppendFuture<T> {
     state: FutureState<T>,
