@@ -3,8 +3,8 @@
 //!
 //! ```text
 //! offset size field
-//!  0      4   frame_bytes     u32, whole frame incl. padding; a multiple of 16, >= 80
-//!  4      4   checksum        crc32 of salt (8 bytes LE) ++ bytes[0..4] ++ bytes[8..frame_bytes]
+//!  0      4   checksum        crc32 of bytes[4..frame_bytes], initial value = salt ^ (salt >> 32), low 32 bits
+//!  4      4   frame_bytes     u32, whole frame incl. padding; a multiple of 16, >= 80
 //!  8      1   kind            1 = event, 2 = clean-close marker, 3 = segment footer
 //!  9      1   stream_bytes    u8, 1..=255 for events, 0 otherwise
 //! 10      1   type_bytes      u8, 1..=255 for events, 0 otherwise
@@ -32,9 +32,9 @@ use crate::limits;
 /// Size of the fixed frame header in bytes.
 pub const HEADER_BYTES: usize = 80;
 
-const LEN_AT: usize = 0;
-const CHECKSUM_AT: usize = LEN_AT + 4;
-const KIND_AT: usize = CHECKSUM_AT + 4;
+const CHECKSUM_AT: usize = 0;
+const LEN_AT: usize = CHECKSUM_AT + 4;
+const KIND_AT: usize = LEN_AT + 4;
 const STREAM_LEN_AT: usize = KIND_AT + 1;
 const TYPE_LEN_AT: usize = STREAM_LEN_AT + 1;
 const METADATA_LEN_AT: usize = TYPE_LEN_AT + 1 + 1;
@@ -100,20 +100,22 @@ pub const fn event_frame_bytes(stream: usize, event_type: usize, metadata: usize
 }
 
 fn seal(frame: &mut [u8], salt: u64) {
-    let mut h = crc32fast::Hasher::new();
-    h.update(&salt.to_le_bytes());
-    h.update(&frame[LEN_AT..CHECKSUM_AT]);
-    h.update(&frame[KIND_AT..]);
-    let crc = h.finalize();
+    let crc = checksum_of(frame, salt);
     write_u32(frame, CHECKSUM_AT, crc);
 }
 
+/// The frame checksum: CRC-32 of every byte after the checksum field, one contiguous run, with the segment's
+/// salt folded to 32 bits as the initial value.
 fn checksum_of(frame: &[u8], salt: u64) -> u32 {
-    let mut h = crc32fast::Hasher::new();
-    h.update(&salt.to_le_bytes());
-    h.update(&frame[LEN_AT..CHECKSUM_AT]);
-    h.update(&frame[KIND_AT..]);
+    let mut h = crc32fast::Hasher::new_with_initial(fold_salt(salt));
+    h.update(&frame[LEN_AT..]);
     h.finalize()
+}
+
+/// The 32-bit checksum seed of a segment salt.
+#[inline]
+pub const fn fold_salt(salt: u64) -> u32 {
+    (salt ^ (salt >> 32)) as u32
 }
 
 /// Appends one event frame to `out`. The caller has checked the limits; they are asserted here.
@@ -260,10 +262,10 @@ impl std::fmt::Display for FrameError {
     }
 }
 
-/// Reads only the length field at the start of `bytes`, if four bytes are there.
+/// Reads only the length field of the frame at the start of `bytes`, if the bytes reach that far.
 #[inline]
 pub fn peek_frame_bytes(bytes: &[u8]) -> Option<u32> {
-    (bytes.len() >= 4).then(|| read_u32(bytes, LEN_AT))
+    (bytes.len() >= LEN_AT + 4).then(|| read_u32(bytes, LEN_AT))
 }
 
 /// Decodes the frame at the start of `bytes` (which may extend past the frame) and verifies its checksum.
@@ -280,7 +282,7 @@ pub fn decode(bytes: &[u8], salt: u64) -> Result<Frame, FrameError> {
 /// still checked against the bytes present, so the result can be sliced without panicking.
 pub fn decode_unverified(bytes: &[u8]) -> Result<Frame, FrameError> {
     if bytes.len() < HEADER_BYTES {
-        return if bytes.len() >= 4 && read_u32(bytes, LEN_AT) == 0 {
+        return if bytes.len() >= LEN_AT + 4 && read_u32(bytes, LEN_AT) == 0 {
             Err(FrameError::Empty)
         } else {
             Err(FrameError::Truncated)

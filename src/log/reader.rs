@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use crate::event::RecordedEvent;
-use crate::format::frame::{self, FrameKind};
+use crate::format::frame::FrameKind;
 use crate::format::segment_header;
 use crate::log::segment::Segment;
 use crate::store::Shared;
@@ -99,9 +99,7 @@ impl ReadAll {
         }
         loop {
             let Some(segment) = self.segment.as_ref() else { unreachable!("set above") };
-            let bytes = segment.bytes().get(self.offset..).unwrap_or_default();
-            let f = frame::decode(bytes, segment.salt())
-                .map_err(|e| Error::corrupt(segment.path(), self.offset as u64, e.to_string()))?;
+            let f = segment.frame_at(self.offset)?;
             match f.kind {
                 FrameKind::Event if f.position < self.position => self.offset += f.frame_bytes as usize,
                 FrameKind::Event => {
@@ -112,7 +110,7 @@ impl ReadAll {
                             format!("event frame has position {}, expected {}", f.position, self.position),
                         ));
                     }
-                    let f = segment.event_at(self.offset)?;
+                    segment.check_event(self.offset, &f)?;
                     let event = RecordedEvent::new(segment.clone(), self.offset, f);
                     self.offset += f.frame_bytes as usize;
                     self.position += 1;

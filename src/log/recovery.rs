@@ -202,6 +202,16 @@ pub fn scan_segment(
     Ok(scan)
 }
 
+/// True if every byte is zero (eight at a time).
+fn is_zero(bytes: &[u8]) -> bool {
+    let mut words = bytes.chunks_exact(8);
+    let mut acc = 0u64;
+    for w in words.by_ref() {
+        acc |= u64::from_ne_bytes([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]]);
+    }
+    acc == 0 && words.remainder().iter().all(|&b| b == 0)
+}
+
 /// Walks every 16-byte slot from `from` to the end of the file: returns the end of the last slot holding a
 /// nonzero byte, and the first valid frame whose durable watermark is above `position`.
 fn look_past(
@@ -213,35 +223,47 @@ fn look_past(
 ) -> io::Result<(u64, Option<(u64, u64)>)> {
     let mut nonzero_end = from;
     let mut vouched_by = None;
+    let mut candidates: Vec<u64> = Vec::new();
     let mut at = from;
     const CHUNK_BYTES: u64 = WINDOW_BYTES as u64;
+    const BLOCK_BYTES: usize = 4096;
     while at < file_len {
         let n = (file_len - at).min(CHUNK_BYTES) as usize;
-        let chunk = window.get(at, n)?.to_vec();
-        for (i, slot) in chunk.chunks(FRAME_ALIGN_BYTES).enumerate() {
-            if slot.iter().all(|&b| b == 0) {
-                continue;
+        candidates.clear();
+        {
+            let chunk = window.get(at, n)?;
+            // Whole zero blocks are the common case (preallocated space): skip them a block at a time.
+            for (b, block) in chunk.chunks(BLOCK_BYTES).enumerate() {
+                if is_zero(block) {
+                    continue;
+                }
+                for (i, slot) in block.chunks(FRAME_ALIGN_BYTES).enumerate() {
+                    if is_zero(slot) {
+                        continue;
+                    }
+                    let slot_at = at + (b * BLOCK_BYTES + i * FRAME_ALIGN_BYTES) as u64;
+                    nonzero_end = slot_at + slot.len() as u64;
+                    let len = frame::peek_frame_bytes(slot).unwrap_or(0) as usize;
+                    let plausible = len >= HEADER_BYTES
+                        && len.is_multiple_of(FRAME_ALIGN_BYTES)
+                        && len <= frame::FRAME_BYTES_MAX
+                        && slot_at + len as u64 <= file_len;
+                    if plausible && vouched_by.is_none() {
+                        candidates.push(slot_at);
+                    }
+                }
             }
-            let slot_at = at + (i * FRAME_ALIGN_BYTES) as u64;
-            nonzero_end = slot_at + slot.len() as u64;
+        }
+        for &slot_at in &candidates {
             if vouched_by.is_some() {
-                continue;
+                break;
             }
-            let len = u32::from_le_bytes([slot[0], slot[1], slot[2], slot[3]]) as usize;
-            if len < HEADER_BYTES
-                || !len.is_multiple_of(FRAME_ALIGN_BYTES)
-                || len > frame::FRAME_BYTES_MAX
-                || slot_at + len as u64 > file_len
-            {
-                continue;
-            }
-            let bytes = window.get(slot_at, len)?;
-            if let Ok(f) = frame::decode(bytes, salt) {
+            let len = frame::peek_frame_bytes(window.get(slot_at, 4)?).unwrap_or(0) as usize;
+            if let Ok(f) = frame::decode(window.get(slot_at, len)?, salt) {
                 if f.durable > position {
                     vouched_by = Some((slot_at, f.durable));
                 }
             }
-            // `get` may have moved the window; the copied chunk stays valid.
         }
         at += n as u64;
     }

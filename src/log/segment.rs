@@ -15,6 +15,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use crate::format::frame::{self, Frame, FrameKind};
 use crate::format::segment_header::{self, SegmentHeader};
 use crate::fs::{FileHandle, FileSystem, Mapping, OpenMode};
 use crate::limits::SEGMENT_FILL_CHUNK_BYTES;
@@ -199,15 +200,25 @@ impl Segment {
     }
 
     /// Reads and verifies the event frame at `offset`, checking that its names are UTF-8.
-    pub fn event_at(&self, offset: usize) -> Result<crate::format::frame::Frame> {
-        use crate::format::frame::{self, FrameKind};
-        let bytes = self.bytes();
-        let frame = bytes
+    pub fn event_at(&self, offset: usize) -> Result<Frame> {
+        let frame = self.frame_at(offset)?;
+        self.check_event(offset, &frame)?;
+        Ok(frame)
+    }
+
+    /// Reads and verifies (checksum, bounds) the frame at `offset`, of any kind.
+    pub fn frame_at(&self, offset: usize) -> Result<Frame> {
+        self.bytes()
             .get(offset..)
             .ok_or_else(|| Error::corrupt(&self.path, offset as u64, "offset past the end of the segment"))
             .and_then(|b| {
                 frame::decode(b, self.salt()).map_err(|e| Error::corrupt(&self.path, offset as u64, e.to_string()))
-            })?;
+            })
+    }
+
+    /// Checks that a verified frame is an event whose stream name and type are UTF-8.
+    pub fn check_event(&self, offset: usize, frame: &Frame) -> Result<()> {
+        let bytes = self.bytes();
         if frame.kind != FrameKind::Event {
             return Err(Error::corrupt(
                 &self.path,
@@ -216,11 +227,12 @@ impl Segment {
             ));
         }
         let names = &bytes[offset + frame.stream_at()..offset + frame.metadata_at()];
+        // Names are almost always ASCII: one vectorised check covers both; otherwise validate each.
         let (stream, event_type) = names.split_at(frame.stream_bytes as usize);
-        if std::str::from_utf8(stream).is_err() || std::str::from_utf8(event_type).is_err() {
+        if !names.is_ascii() && (std::str::from_utf8(stream).is_err() || std::str::from_utf8(event_type).is_err()) {
             return Err(Error::corrupt(&self.path, offset as u64, "stream name or event type is not UTF-8"));
         }
-        Ok(frame)
+        Ok(())
     }
 }
 
