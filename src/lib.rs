@@ -63,8 +63,13 @@ pub mod fs;
 mod index;
 pub mod limits;
 mod log;
+/// The notification ring that wakes subscriptions. Public only for the loom model tests and benches; not part
+/// of the stable API.
+#[doc(hidden)]
+pub mod notify;
 mod options;
 mod store;
+mod sync;
 
 pub use bytes::Bytes;
 pub use error::{Error, Result};
