@@ -24,6 +24,7 @@ use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use crate::log::segment::Segment;
+use crate::notify::Ring;
 use crate::{Error, Result};
 
 /// The longest a leader waits for its group to fill.
@@ -48,6 +49,9 @@ pub struct Commit {
     poisoned: AtomicBool,
     /// `Buffered` mode: publish at write, not at sync.
     publish_on_write: bool,
+    /// Subscribers' wake-ups: every store of `head` is followed by a publication here, under the commit lock
+    /// (so there is one producer at a time).
+    notify: Ring,
 }
 
 struct CommitState {
@@ -100,7 +104,13 @@ impl Commit {
             durable: AtomicU64::new(next_position),
             poisoned: AtomicBool::new(false),
             publish_on_write,
+            notify: Ring::new(),
         }
+    }
+
+    /// The ring on which every new head is published, for subscriptions.
+    pub fn notify(&self) -> &Ring {
+        &self.notify
     }
 
     fn lock(&self) -> MutexGuard<'_, CommitState> {
@@ -135,6 +145,7 @@ impl Commit {
         st.pending_appends += 1;
         if self.publish_on_write {
             self.head.store(end, Ordering::Release);
+            self.notify.publish(end);
         }
         if st.leader_waiting && st.pending_appends >= expected_group(&st) {
             self.leader_cv.notify_one();
@@ -152,6 +163,7 @@ impl Commit {
             st.poisoned = Some((error.kind(), error.to_string()));
         }
         self.poisoned.store(true, Ordering::Release);
+        self.notify.close();
         for (_, w) in st.wakers.drain(..) {
             w.wake();
         }
@@ -256,6 +268,7 @@ impl Commit {
                 self.durable.store(st.durable, Ordering::Release);
                 if !self.publish_on_write {
                     self.head.store(st.durable, Ordering::Release);
+                    self.notify.publish(st.durable);
                 }
                 let slot = st.next_group_slot;
                 st.recent_groups[slot] = group.max(1);
