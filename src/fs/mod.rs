@@ -14,6 +14,9 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+#[doc(hidden)]
+pub mod sim;
+
 /// A read-only view of a whole file, usually a memory mapping.
 pub trait Mapping: Send + Sync {
     /// The mapped bytes. Their length is the file length at the time of mapping.
@@ -120,24 +123,36 @@ impl FileHandle for StdFile {
         Ok(self.0.metadata()?.len())
     }
 
-    #[allow(unsafe_code, reason = "mapping a file is unsafe in memmap2; the contract is upheld as stated")]
     fn map(&self) -> io::Result<Arc<dyn Mapping>> {
-        // SAFETY: the mapping is read-only and annals upholds the mmap contract of `crate::log::segment`: the
-        // store holds the exclusive lock on its folder, never truncates or shrinks a mapped file, and only
-        // writes past the length it has published to readers, so the bytes a reader is given never change.
-        // Another process that ignores the lock and modifies the files breaks this contract (as with every
-        // mmap-based engine); a disk error on a mapped page raises SIGBUS (documented on `Store::open`).
-        let map = unsafe { memmap2::Mmap::map(&self.0)? };
-        Ok(Arc::new(StdMapping(map)))
+        map_file(&self.0)
     }
 
-    #[allow(unsafe_code, reason = "mapping a file is unsafe in memmap2; the contract is upheld as stated")]
     fn map_mut(&self) -> io::Result<Box<dyn MappingMut>> {
-        // SAFETY: as for `map`. The one writable mapping of a segment belongs to the log writer, which stores
-        // only past the length it has published to readers and never changes the file's length.
-        let map = unsafe { memmap2::MmapMut::map_mut(&self.0)? };
-        Ok(Box::new(StdMappingMut(map)))
+        map_file_mut(&self.0)
     }
+}
+
+/// Maps `file` read-only and shared: the one place (with [`map_file_mut`]) where annals maps a file. The
+/// simulated file system of [`sim`] maps its in-memory files through here too.
+#[allow(unsafe_code, reason = "mapping a file is unsafe in memmap2; the contract is upheld as stated")]
+fn map_file(file: &File) -> io::Result<Arc<dyn Mapping>> {
+    // SAFETY: the mapping is read-only and annals upholds the mmap contract of `crate::log::segment`: the
+    // store holds the exclusive lock on its folder, never truncates or shrinks a mapped file, and only
+    // writes past the length it has published to readers, so the bytes a reader is given never change.
+    // Another process that ignores the lock and modifies the files breaks this contract (as with every
+    // mmap-based engine); a disk error on a mapped page raises SIGBUS (documented on `Store::open`). The
+    // simulated file system refuses to change the length of a file once it has been mapped.
+    let map = unsafe { memmap2::Mmap::map(file)? };
+    Ok(Arc::new(StdMapping(map)))
+}
+
+/// Maps `file` read-write and shared; see [`map_file`].
+#[allow(unsafe_code, reason = "mapping a file is unsafe in memmap2; the contract is upheld as stated")]
+fn map_file_mut(file: &File) -> io::Result<Box<dyn MappingMut>> {
+    // SAFETY: as for `map_file`. The one writable mapping of a segment belongs to the log writer, which
+    // stores only past the length it has published to readers and never changes the file's length.
+    let map = unsafe { memmap2::MmapMut::map_mut(file)? };
+    Ok(Box::new(StdMappingMut(map)))
 }
 
 impl FileSystem for StdFileSystem {
