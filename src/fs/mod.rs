@@ -201,6 +201,30 @@ impl FileSystem for StdFileSystem {
     }
 }
 
+/// Creates the folder `dir` and its missing parents durably: after each new folder is created, its parent is
+/// synced, so the new entry survives a power loss (RELIABILITY.md rule 1: a file, or a folder, is not there
+/// until its directory entry is durable). Folders that exist already are left as they are.
+pub fn create_dir_all_durable(fs: &dyn FileSystem, dir: &Path) -> io::Result<()> {
+    let mut missing = Vec::new();
+    for at in dir.ancestors() {
+        match fs.list_dir(at) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => missing.push(at),
+            // It exists (or cannot be listed, which a folder we create never is): stop here.
+            _ => break,
+        }
+    }
+    if missing.is_empty() {
+        return Ok(());
+    }
+    fs.create_dir_all(dir)?;
+    for created in missing.iter().rev() {
+        if let Some(parent) = created.parent().filter(|p| !p.as_os_str().is_empty()) {
+            fs.sync_dir(parent)?;
+        }
+    }
+    Ok(())
+}
+
 /// Creates `dir/name` holding exactly `bytes`, atomically: written to a temporary name, synced, renamed,
 /// and the folder synced. Either the old file (or none) or the complete new one is there after a crash.
 pub fn write_file_atomic(fs: &dyn FileSystem, dir: &Path, name: &str, bytes: &[u8]) -> io::Result<()> {
