@@ -158,7 +158,7 @@ impl Store {
         let chunk = limits::SEGMENT_FILL_CHUNK_BYTES as u64;
         let segment_bytes = options.segment_bytes.div_ceil(chunk) * chunk;
         let fs = options.file_system.clone();
-        fs.create_dir_all(dir)?;
+        fs::create_dir_all_durable(&*fs, dir)?;
         let lock_path = dir.join(LOCK_FILE_NAME);
         let lock = fs.try_lock(&lock_path)?.ok_or(Error::Locked { path: lock_path })?;
         let names = open_store_file(&*fs, dir)?;
