@@ -843,8 +843,12 @@ fn open_store_file(fs: &dyn FileSystem, dir: &Path) -> Result<Vec<String>> {
     }
     let mut removed = false;
     for n in names.iter().filter(|n| n.ends_with(".tmp")) {
-        fs.remove_file(&dir.join(n))?;
-        removed = true;
+        match fs.remove_file(&dir.join(n)) {
+            Ok(()) => removed = true,
+            // Creating the store file above reuses (and renames away) a leftover `ANNALS.tmp`.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e.into()),
+        }
     }
     if removed {
         fs.sync_dir(dir)?;
