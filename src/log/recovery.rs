@@ -258,7 +258,7 @@ fn look_past(
             if vouched_by.is_some() {
                 break;
             }
-            let len = frame::peek_frame_bytes(window.get(slot_at, 4)?).unwrap_or(0) as usize;
+            let len = frame::peek_frame_bytes(window.get(slot_at, FRAME_ALIGN_BYTES)?).unwrap_or(0) as usize;
             if let Ok(f) = frame::decode(window.get(slot_at, len)?, salt) {
                 if f.durable > position {
                     vouched_by = Some((slot_at, f.durable));
