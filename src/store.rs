@@ -160,8 +160,18 @@ impl Store {
         let fs = options.file_system.clone();
         fs::create_dir_all_durable(&*fs, dir)?;
         let lock_path = dir.join(LOCK_FILE_NAME);
-        let lock = fs.try_lock(&lock_path)?.ok_or(Error::Locked { path: lock_path })?;
-        let names = open_store_file(&*fs, dir)?;
+        let lock_existed = fs.list_dir(dir)?.iter().any(|n| n == LOCK_FILE_NAME);
+        let lock = fs.try_lock(&lock_path)?.ok_or_else(|| Error::Locked { path: lock_path.clone() })?;
+        let names = match open_store_file(&*fs, dir) {
+            Ok(names) => names,
+            Err(e) => {
+                // A folder refused as not a store is left as it was found.
+                if matches!(e, Error::Incompatible { .. }) && !lock_existed {
+                    let _ = fs.remove_file(&lock_path);
+                }
+                return Err(e);
+            }
+        };
         let recovered = recover(&*fs, dir, &names)?;
         let writer = Writer::new(
             fs.clone(),
@@ -350,7 +360,7 @@ impl Store {
                     let i = i as u64;
                     state
                         .index
-                        .push(part.stream, part.first_version + i, at)
+                        .push(part.stream, part.first_version + i, position, at)
                         .expect("versions were checked under the writer lock");
                     state.log.note_event(at.segment(), position, at.offset());
                     position += 1;
@@ -467,20 +477,22 @@ impl Store {
     pub fn stream_version(&self, stream: &str) -> Option<u64> {
         let head = self.shared.head();
         let state = self.shared.state();
-        // The index also holds written events not yet visible (waiting for their sync): step back past them.
         let mut version = state.index.last_version(stream)?;
+        if state.index.last_position(stream)? < head {
+            return Some(version);
+        }
+        // The index also holds written events not yet visible (waiting for their sync): step back past them.
+        // Only the newest few events of a stream can be in that state; their frames were written by this
+        // process and are checked before their positions are trusted.
         loop {
-            let at = state.index.location(stream, version)?;
-            let visible = state
-                .log
-                .segment(at.segment())
-                .and_then(|s| s.bytes().get(at.offset() as usize..))
-                .and_then(|b| frame::decode_unverified(b).ok())
-                .is_some_and(|f| f.position < head);
-            if visible {
-                return Some(version);
-            }
             version = version.checked_sub(1)?;
+            let at = state.index.location(stream, version)?;
+            let position = state.log.segment(at.segment()).and_then(|s| s.event_at(at.offset() as usize).ok());
+            match position {
+                Some(f) if f.position >= head => continue,
+                // Visible, or damaged (then reads report it): either way the index's word stands.
+                _ => return Some(version),
+            }
         }
     }
 
@@ -776,24 +788,44 @@ fn decide(state: &State, part: &StreamAppend<'_>) -> Result<Decision> {
 /// If the stream's events at versions `start..start + n` carry exactly the part's ids, in order, the result of
 /// the append that wrote them.
 fn retry_of(state: &State, part: &StreamAppend<'_>, start: u64) -> Result<Option<AppendResult>> {
-    let mut last_position = 0;
-    for (i, e) in part.events.iter().enumerate() {
-        let Some(at) = state.index.location(part.stream, start + i as u64) else { return Ok(None) };
+    let frame_of = |version: u64, verify: bool| -> Result<Option<frame::Frame>> {
+        let Some(at) = state.index.location(part.stream, version) else { return Ok(None) };
         let segment = state
             .log
             .segment(at.segment())
             .ok_or_else(|| Error::corrupt(PathBuf::new(), 0, "index names a missing segment"))?;
-        // The appender's own recent data: the header is bounds-checked but its checksum is not recomputed on
-        // this hot path (reads verify it).
-        let bytes = segment.bytes().get(at.offset() as usize..).unwrap_or_default();
-        let f = frame::decode_unverified(bytes)
-            .map_err(|e| Error::corrupt(segment.path(), at.offset() as u64, e.to_string()))?;
-        if f.id != *e.id().as_bytes() {
-            return Ok(None);
+        let offset = at.offset() as usize;
+        if verify {
+            return segment.event_at(offset).map(Some);
+        }
+        // The hot path of every `Any` append compares ids only: the header is bounds-checked, its checksum is
+        // not recomputed. A match is verified below before anything is answered from it.
+        let bytes = segment.bytes().get(offset..).unwrap_or_default();
+        frame::decode_unverified(bytes)
+            .map(Some)
+            .map_err(|e| Error::corrupt(segment.path(), offset as u64, e.to_string()))
+    };
+    for (version, e) in (start..).zip(part.events) {
+        match frame_of(version, false)? {
+            Some(f) if f.id == *e.id().as_bytes() => {}
+            _ => return Ok(None),
+        }
+    }
+    let n = part.events.len() as u64;
+    let mut last_position = 0;
+    for (version, e) in (start..).zip(part.events) {
+        let f = frame_of(version, true)?.expect("present above");
+        if f.version != version || f.id != *e.id().as_bytes() {
+            let at = state.index.location(part.stream, version).expect("present above");
+            let path = state.log.segment(at.segment()).map(|s| s.path().to_path_buf()).unwrap_or_default();
+            return Err(Error::corrupt(
+                path,
+                at.offset() as u64,
+                format!("the index says version {version} of {:?} is here, the frame says {}", part.stream, f.version),
+            ));
         }
         last_position = f.position;
     }
-    let n = part.events.len() as u64;
     Ok(Some(AppendResult {
         first_version: start,
         last_version: start + n - 1,
@@ -896,7 +928,7 @@ fn recover(fs: &dyn FileSystem, dir: &Path, names: &[String]) -> Result<Recovere
             let State { log, index } = &mut state;
             recovery::scan_segment(&segment, |ev| {
                 let at = Location::new(i as u32, ev.offset as u32);
-                index.push(ev.stream, ev.frame.version, at).map_err(|gap| {
+                index.push(ev.stream, ev.frame.version, ev.frame.position, at).map_err(|gap| {
                     Error::corrupt(
                         &path,
                         ev.offset,

@@ -239,3 +239,17 @@ fn a_read_only_folder_is_an_error_and_nothing_is_written() {
     assert_holds(&s, &model, "writable again");
     s.append("s", ExpectedVersion::Exact(1), &[NewEvent::new("E", "after")]).unwrap();
 }
+
+//
+// - refusing_a_folder_that_is_not_a_store_creates_no_lock_file: `Store::open` creates `LOCK` before it checks that
+//   the folder is a store.
+
+#[test]
+fn refusing_a_folder_that_is_not_a_store_creates_no_lock_file() {
+    // RELIABILITY.md "Bad input": a folder that is not a store gets a clear error and nothing written. Pointing a
+    // store at the wrong folder (a home directory, a mount point) must not leave a `LOCK` file behind in it.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("notes.txt"), b"my notes").unwrap();
+    assert_incompatible(Store::open(dir.path()), dir.path(), "an unrelated file");
+    assert_eq!(entries(dir.path()), ["notes.txt"], "the refused open created files in a folder that is not a store");
+}
