@@ -164,8 +164,8 @@ pub enum DataCrash {
     DropAll,
     /// Each unsynced sector independently reaches the disk or not.
     KeepSome,
-    /// As `KeepSome`, and one unsynced sector is torn: zeros, garbage, or a prefix of its new bytes over its
-    /// old ones.
+    /// As `KeepSome`, and one unsynced sector is torn: the bytes being changed end up zero, garbage, or new up
+    /// to a point and old after it; bytes the write does not change keep their value (powersafe overwrite).
     TearOne,
 }
 
@@ -314,15 +314,29 @@ impl Inode {
         Ok(buf)
     }
 
-    /// Whether sector `s` of `current` must still reach the disk (it differs from the durable bytes and was
-    /// not dropped by a failed sync).
-    fn dirty(&self, current: &[u8], s: usize) -> bool {
-        let new = sector(current, s);
-        if new == sector(&self.durable, s) {
-            return false;
-        }
-        self.lost.get(&s).is_none_or(|l| *l != new)
+    fn frozen(&self) -> io::Result<FrozenFile> {
+        Ok(FrozenFile { current: self.current()?, durable: self.durable.clone(), lost: self.lost.clone() })
     }
+}
+
+/// Whether sector `s` of `current` must still reach the disk: it differs from the durable bytes and was not
+/// dropped by a failed sync.
+fn is_dirty(current: &[u8], durable: &[u8], lost: &BTreeMap<usize, Vec<u8>>, s: usize) -> bool {
+    let (start, end) = (s * SECTOR_BYTES, (s + 1) * SECTOR_BYTES);
+    let same = if current.len() >= end && durable.len() >= end {
+        current[start..end] == durable[start..end]
+    } else {
+        sector(current, s) == sector(durable, s)
+    };
+    !same && lost.get(&s).is_none_or(|l| l[..] != sector(current, s)[..])
+}
+
+/// The dirty sectors of a file, in order.
+fn dirty_sectors(current: &[u8], durable: &[u8], lost: &BTreeMap<usize, Vec<u8>>) -> Vec<usize> {
+    if current == durable {
+        return Vec::new();
+    }
+    (0..sectors(current.len().max(durable.len()))).filter(|&s| is_dirty(current, durable, lost, s)).collect()
 }
 
 /// Sector `s` of `bytes`, padded with zeros past the end.
@@ -402,6 +416,10 @@ struct Inner {
     sync_failure: SyncFailure,
     armed: Option<ArmedCrash>,
     crashed: Option<SimFs>,
+    /// Operations before and after which to freeze the state, and the states frozen.
+    freeze_before: std::collections::BTreeSet<u64>,
+    freeze_after: std::collections::BTreeSet<u64>,
+    frozen: Vec<(CrashPoint, Frozen)>,
     /// After an armed crash: every operation fails.
     halted: bool,
 }
@@ -440,12 +458,19 @@ impl Inner {
             sync_failure: SyncFailure::default(),
             armed: None,
             crashed: None,
+            freeze_before: Default::default(),
+            freeze_after: Default::default(),
+            frozen: Vec::new(),
             halted: false,
         }
     }
 
     /// Counts an operation and decides whether it fails before doing anything.
     fn begin(&mut self, op: Op, path: &Path) -> io::Result<()> {
+        if self.freeze_before.remove(&(self.ops + 1)) && !self.halted {
+            let frozen = self.freeze().unwrap_or_else(|e| panic!("sim: freezing the state failed: {e}"));
+            self.frozen.push((CrashPoint { ops_done: self.ops, before_next: true }, frozen));
+        }
         self.ops += 1;
         *self.ops_by_kind.entry(op).or_insert(0) += 1;
         if self.halted {
@@ -470,12 +495,17 @@ impl Inner {
         }
     }
 
-    /// After an operation: takes the armed crash image if this was its operation.
+    /// After an operation: freezes the state if asked to at this operation, and takes the armed crash image
+    /// if this was its operation.
     fn end(&mut self) {
+        if self.freeze_after.remove(&self.ops) && !self.halted {
+            let frozen = self.freeze().unwrap_or_else(|e| panic!("sim: freezing the state failed: {e}"));
+            self.frozen.push((CrashPoint { ops_done: self.ops, before_next: false }, frozen));
+        }
         let due = self.armed.as_ref().is_some_and(|a| self.ops >= a.after_ops);
         if due && !self.halted {
             let a = self.armed.take().expect("checked above");
-            let image = self.crash_image(a.mode, a.seed);
+            let image = self.freeze().and_then(|f| f.try_crash(a.mode, a.seed));
             self.crashed = Some(image.unwrap_or_else(|e| panic!("sim: building a crash image failed: {e}")));
             self.halted = true;
         }
@@ -537,25 +567,28 @@ impl Inner {
         let drop_pages = self.sync_failure == SyncFailure::DropPages;
         let inode = self.inode_mut(id);
         let current = inode.current()?;
+        let dirty = dirty_sectors(&current, &inode.durable, &inode.lost);
         if fail {
             if drop_pages {
-                for s in 0..sectors(current.len()) {
-                    if inode.dirty(&current, s) {
-                        inode.lost.insert(s, sector(&current, s).to_vec());
-                    }
+                for s in dirty {
+                    inode.lost.insert(s, sector(&current, s).to_vec());
                 }
             }
             return Ok(());
         }
+        if inode.lost.is_empty() {
+            inode.durable = current;
+            return Ok(());
+        }
+        // Sectors a failed sync dropped stay as they were on disk.
         let mut durable = vec![0u8; current.len()];
         for s in 0..sectors(current.len()) {
-            let src = if inode.dirty(&current, s) { &current } else { &inode.durable };
-            let bytes = sector(src, s);
+            let src = if dirty.binary_search(&s).is_ok() { &current } else { &inode.durable };
             let (start, end) = (s * SECTOR_BYTES, ((s + 1) * SECTOR_BYTES).min(current.len()));
-            durable[start..end].copy_from_slice(&bytes[..end - start]);
+            durable[start..end].copy_from_slice(&sector(src, s)[..end - start]);
         }
         inode.durable = durable;
-        inode.lost.retain(|&s, l| sector(&current, s)[..] == l[..] && sector(&inode.durable, s)[..] != l[..]);
+        inode.lost.retain(|&s, l| dirty.binary_search(&s).is_err() && sector(&current, s)[..] == l[..]);
         Ok(())
     }
 
@@ -567,8 +600,57 @@ impl Inner {
         }
     }
 
-    /// The file system a restart after a crash right now would find.
-    fn crash_image(&self, mode: CrashMode, seed: u64) -> io::Result<SimFs> {
+    /// The state as of now, from which any crash image can be made later.
+    fn freeze(&self) -> io::Result<Frozen> {
+        let mut files = HashMap::new();
+        let ids = self.durable_names.values().chain(self.pending.iter().filter_map(|op| match op {
+            DirOp::Create { node, .. } => Some(node),
+            _ => None,
+        }));
+        for node in ids {
+            if let Node::File(id) = node {
+                if !files.contains_key(id) {
+                    files.insert(*id, self.inode(*id).frozen()?);
+                }
+            }
+        }
+        Ok(Frozen { durable_names: self.durable_names.clone(), pending: self.pending.clone(), files })
+    }
+}
+
+/// When a state was frozen: after `ops_done` operations, right after the last of them or (`before_next`) right
+/// before the next one, with the stores into mappings made in between.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CrashPoint {
+    pub ops_done: u64,
+    pub before_next: bool,
+}
+
+/// One file's state, frozen.
+#[derive(Debug, Clone)]
+struct FrozenFile {
+    current: Vec<u8>,
+    durable: Vec<u8>,
+    lost: BTreeMap<usize, Vec<u8>>,
+}
+
+/// The state of a [`SimFs`] at one moment (the durable and current bytes of every file that can survive a
+/// crash, the durable names and the pending folder changes): any crash image of that moment can be made from
+/// it, later and as often as needed.
+#[derive(Debug, Clone)]
+pub struct Frozen {
+    durable_names: BTreeMap<PathBuf, Node>,
+    pending: Vec<DirOp>,
+    files: HashMap<u64, FrozenFile>,
+}
+
+impl Frozen {
+    /// The file system a restart after a crash at the frozen moment finds, with everything in it durable.
+    pub fn crash(&self, mode: CrashMode, seed: u64) -> SimFs {
+        self.try_crash(mode, seed).unwrap_or_else(|e| panic!("sim: building a crash image failed: {e}"))
+    }
+
+    fn try_crash(&self, mode: CrashMode, seed: u64) -> io::Result<SimFs> {
         let mut rng = Rng::new(seed);
         // The namespace: the durable one plus the pending changes that survive, then without orphans.
         let mut names = self.durable_names.clone();
@@ -590,72 +672,61 @@ impl Inner {
             }
         }
         // The data of every surviving file.
-        let files: Vec<(PathBuf, u64)> = kept
+        let files: Vec<(&PathBuf, &FrozenFile)> = kept
             .iter()
             .filter_map(|(p, n)| match n {
-                Node::File(id) => Some((p.clone(), *id)),
+                Node::File(id) => Some((p, self.files.get(id).expect("frozen with its file"))),
                 Node::Dir => None,
             })
             .collect();
-        let mut currents = Vec::with_capacity(files.len());
-        let mut dirty: Vec<(usize, usize)> = Vec::new();
-        for (i, (_, id)) in files.iter().enumerate() {
-            let inode = self.inode(*id);
-            let current = inode.current()?;
-            let n = sectors(current.len().max(inode.durable.len()));
-            dirty.extend((0..n).filter(|&s| inode.dirty(&current, s)).map(|s| (i, s)));
-            currents.push(current);
-        }
+        let dirty: Vec<Vec<usize>> =
+            files.iter().map(|(_, f)| dirty_sectors(&f.current, &f.durable, &f.lost)).collect();
+        let all_dirty: Vec<(usize, usize)> =
+            dirty.iter().enumerate().flat_map(|(i, d)| d.iter().map(move |&s| (i, s))).collect();
         let torn = match mode.data {
-            DataCrash::TearOne if !dirty.is_empty() => Some(dirty[rng.below(dirty.len() as u64) as usize]),
+            DataCrash::TearOne if !all_dirty.is_empty() => Some(all_dirty[rng.below(all_dirty.len() as u64) as usize]),
             _ => None,
         };
         let out = SimFs::new();
         {
             let mut o = out.lock();
-            for (i, (path, id)) in files.iter().enumerate() {
-                let inode = self.inode(*id);
-                let current = &currents[i];
+            for (i, (path, f)) in files.iter().enumerate() {
+                let (current, durable) = (&f.current, &f.durable);
                 let len = match mode.data {
-                    _ if current.len() == inode.durable.len() => current.len(),
+                    _ if current.len() == durable.len() => current.len(),
                     DataCrash::KeepAll => current.len(),
-                    DataCrash::DropAll => inode.durable.len(),
+                    DataCrash::DropAll => durable.len(),
                     DataCrash::KeepSome | DataCrash::TearOne => {
                         if rng.chance(1, 2) {
                             current.len()
                         } else {
-                            inode.durable.len()
+                            durable.len()
                         }
                     }
                 };
-                let mut bytes = vec![0u8; len];
-                for s in 0..sectors(len) {
-                    let (old, new) = (sector(&inode.durable, s), sector(current, s));
-                    let chosen = if !inode.dirty(current, s) {
-                        old
-                    } else if torn == Some((i, s)) {
-                        tear(&old, &new, &mut rng)
-                    } else {
-                        let keep = match mode.data {
-                            DataCrash::KeepAll => true,
-                            DataCrash::DropAll => false,
-                            DataCrash::KeepSome | DataCrash::TearOne => rng.chance(1, 2),
-                        };
-                        if keep {
-                            new
-                        } else {
-                            old
+                // A process crash keeps what the page cache shows, dropped pages included.
+                let mut bytes = if mode.data == DataCrash::KeepAll { current.clone() } else { durable.clone() };
+                bytes.resize(len, 0);
+                if mode.data != DataCrash::KeepAll {
+                    for &s in &dirty[i] {
+                        let (start, end) = (s * SECTOR_BYTES, ((s + 1) * SECTOR_BYTES).min(len));
+                        if start >= len {
+                            break;
                         }
-                    };
-                    // A process crash keeps what the page cache shows, dropped pages included.
-                    let chosen = if mode.data == DataCrash::KeepAll { new } else { chosen };
-                    let (start, end) = (s * SECTOR_BYTES, ((s + 1) * SECTOR_BYTES).min(len));
-                    bytes[start..end].copy_from_slice(&chosen[..end - start]);
+                        let chosen = if torn == Some((i, s)) {
+                            tear(&sector(durable, s), &sector(current, s), &mut rng)
+                        } else if mode.data != DataCrash::DropAll && rng.chance(1, 2) {
+                            sector(current, s)
+                        } else {
+                            sector(durable, s)
+                        };
+                        bytes[start..end].copy_from_slice(&chosen[..end - start]);
+                    }
                 }
                 let new_id = o.next_inode;
                 o.next_inode += 1;
                 o.inodes.insert(new_id, Inode::new(&bytes)?);
-                o.names.insert(path.clone(), Node::File(new_id));
+                o.names.insert((*path).clone(), Node::File(new_id));
             }
             for (path, node) in &kept {
                 if *node == Node::Dir {
@@ -668,16 +739,23 @@ impl Inner {
     }
 }
 
-/// A torn sector: zeros, garbage, or a prefix of the new bytes over the old ones.
+/// A torn sector: the bytes being changed end up zero, garbage, or new up to a point and old after it. Bytes
+/// the write does not change keep their value ("powersafe overwrite", as SQLite assumes of disks): otherwise no
+/// durable byte that shares a sector with a later write could be trusted.
 fn tear(old: &[u8; SECTOR_BYTES], new: &[u8; SECTOR_BYTES], rng: &mut Rng) -> [u8; SECTOR_BYTES] {
     let mut out = *old;
-    match rng.below(3) {
-        0 => out = [0u8; SECTOR_BYTES],
-        1 => out.iter_mut().for_each(|b| *b = rng.next_u64() as u8),
-        _ => {
-            let cut = 1 + rng.below(SECTOR_BYTES as u64 - 1) as usize;
-            out[..cut].copy_from_slice(&new[..cut]);
+    let how = rng.below(3);
+    let cut = 1 + rng.below(SECTOR_BYTES as u64 - 1) as usize;
+    for i in 0..SECTOR_BYTES {
+        if old[i] == new[i] {
+            continue;
         }
+        out[i] = match how {
+            0 => 0,
+            1 => rng.next_u64() as u8,
+            _ if i < cut => new[i],
+            _ => old[i],
+        };
     }
     out
 }
@@ -756,7 +834,30 @@ impl SimFs {
 
     /// The file system a restart would find after a crash right now. This one is unchanged and usable.
     pub fn crash(&self, mode: CrashMode, seed: u64) -> SimFs {
-        self.lock().crash_image(mode, seed).unwrap_or_else(|e| panic!("sim: building a crash image failed: {e}"))
+        self.freeze().crash(mode, seed)
+    }
+
+    /// The state as of now, from which any crash image of this moment can be made.
+    pub fn freeze(&self) -> Frozen {
+        self.lock().freeze().unwrap_or_else(|e| panic!("sim: freezing the state failed: {e}"))
+    }
+
+    /// Freezes the state right after each operation that brings the count to one of `ops`, without stopping
+    /// anything: a crash at each of those moments can be studied after the workload ran on.
+    pub fn freeze_after(&self, ops: impl IntoIterator<Item = u64>) {
+        self.lock().freeze_after.extend(ops);
+    }
+
+    /// Freezes the state right before each operation that brings the count to one of `ops`: with every store
+    /// into a mapping made since the previous operation. A crash then is a crash *during* that operation
+    /// (during a `sync_data`, any of the dirty sectors may have reached the disk).
+    pub fn freeze_before(&self, ops: impl IntoIterator<Item = u64>) {
+        self.lock().freeze_before.extend(ops);
+    }
+
+    /// The states frozen so far, in the order they were taken; the list is emptied.
+    pub fn take_frozen(&self) -> Vec<(CrashPoint, Frozen)> {
+        std::mem::take(&mut self.lock().frozen)
     }
 
     /// Crashes right after the operation that brings the count to `ops` (at once if it is there already): the
@@ -785,7 +886,7 @@ impl SimFs {
         let mut n = 0;
         for inode in g.inodes.values() {
             let current = inode.current().expect("sim: reading an in-memory file");
-            n += (0..sectors(current.len().max(inode.durable.len()))).filter(|&s| inode.dirty(&current, s)).count();
+            n += dirty_sectors(&current, &inode.durable, &inode.lost).len();
         }
         n
     }
