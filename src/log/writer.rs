@@ -211,6 +211,11 @@ impl Writer {
         let needed = segment_header::SIZE_BYTES as u64 + batch_bytes + TAIL_RESERVE_BYTES;
         let chunk = SEGMENT_FILL_CHUNK_BYTES as u64;
         let size = self.segment_bytes.max(needed.div_ceil(chunk) * chunk);
+        // Everything written to the old tail must be durable before the next segment exists: recovery takes a
+        // later segment as proof that the old one ends where the next begins, so a power loss after the install
+        // must not be able to drop the old tail's last appends (Buffered appends, or a concurrent appender's not
+        // yet synced). A failed sync of log data poisons.
+        self.sync_tail().map_err(WriteFailure::Poisoning)?;
         // Preparing the new segment writes nothing of the log: its failure (ENOSPC, say) leaves the store usable.
         let (number, first) = (self.next_segment_number, self.next_position);
         let segment = match self.preparer.take(size) {
@@ -240,7 +245,17 @@ impl Writer {
         self.offset += HEADER_BYTES as u64;
     }
 
-    /// Writes the footer to the tail segment and syncs it. The tail is then sealed and immutable.
+    /// Makes everything written to the tail segment durable.
+    fn sync_tail(&self) -> std::io::Result<()> {
+        match &self.tail {
+            Some(tail) => tail.segment.file().sync_data(),
+            None => Ok(()),
+        }
+    }
+
+    /// Writes the footer to the tail segment and syncs it. The tail is then sealed and immutable. Every frame
+    /// before the footer must be durable already ([`Writer::sync_tail`]): the footer vouches for them, and a
+    /// power loss during one sync can keep the footer and drop an earlier frame.
     fn seal_tail(&mut self) -> std::io::Result<()> {
         if self.tail.is_none() {
             return Ok(());
@@ -258,6 +273,10 @@ impl Writer {
         let Some(tail) = &self.tail else { return Ok(()) };
         let len = tail.segment.len_bytes();
         assert!(self.offset + HEADER_BYTES as u64 <= len, "room for a footer is always kept");
+        // The marker (or footer) vouches for every frame before it: they must be durable before it is written,
+        // or a power loss during the one sync could keep the marker and drop an earlier frame, which recovery
+        // would then report as corruption.
+        self.sync_tail()?;
         if self.offset + TAIL_RESERVE_BYTES > len {
             // No room for a marker and a later footer: seal instead; the footer vouches just the same.
             return self.seal_tail();
