@@ -995,7 +995,23 @@ fn recover_tail(segment: &Segment, scan: &recovery::Scan) -> Result<u64> {
         segment.file().write_all_at(&vec![0u8; len], scan.end_offset)?;
     }
     // Whatever survived a crash of the process may still be only in the page cache: make it durable before
-    // anything new vouches for it.
+    // anything new vouches for it. After a failed sync (the fsyncgate study) the page cache may hold bytes marked
+    // clean that never reached the disk and that no sync will write: rewrite what is kept first. After a clean
+    // close only the marker can be such a byte (close syncs before writing it); otherwise, the whole tail.
+    let header = segment_header::SIZE_BYTES as u64;
+    let marker_at = scan.end_offset.saturating_sub(frame::HEADER_BYTES as u64).max(header);
+    let closed = segment
+        .bytes()
+        .get(marker_at as usize..)
+        .and_then(|b| frame::decode(b, segment.salt()).ok())
+        .is_some_and(|f| f.kind == frame::FrameKind::CloseMarker);
+    let mut at = if closed { marker_at } else { header };
+    while at < scan.end_offset {
+        let n = (scan.end_offset - at).min(1 << 20);
+        let bytes = segment.bytes()[at as usize..(at + n) as usize].to_vec();
+        segment.file().write_all_at(&bytes, at)?;
+        at += n;
+    }
     segment.file().sync_data()?;
     debug_assert!(scan.end_offset >= segment_header::SIZE_BYTES as u64);
     Ok(scan.end_offset)
