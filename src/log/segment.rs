@@ -128,8 +128,13 @@ impl Segment {
             return Err(Error::Io(e));
         }
         fs.rename(&blank.path, &path)?;
-        fs.sync_dir(dir)?;
-        Segment::open(fs, &path)
+        let segment = fs.sync_dir(dir).map_err(Error::Io).and_then(|()| Segment::open(fs, &path));
+        if segment.is_err() {
+            // The append that needed this segment fails without writing; left here, the file would name a
+            // position the log moves past and make the next open report corruption.
+            let _ = fs.remove_file(&path);
+        }
+        segment
     }
 
     /// Opens and maps an existing segment file, checking its header.

@@ -223,7 +223,14 @@ impl Writer {
             None => Segment::create(&*self.fs, &self.dir, number, first, size, random_salt()),
         }
         .map_err(WriteFailure::NotWritten)?;
-        let map = segment.file().map_mut().map_err(|e| WriteFailure::NotWritten(e.into()))?;
+        let map = match segment.file().map_mut() {
+            Ok(map) => map,
+            Err(e) => {
+                // As in `Segment::install`: an unused segment must not stay behind.
+                let _ = self.fs.remove_file(segment.path());
+                return Err(WriteFailure::NotWritten(e.into()));
+            }
+        };
         let segment = Arc::new(segment);
         // Sealing the old segment writes log data: its failure poisons.
         self.seal_tail().map_err(WriteFailure::Poisoning)?;
