@@ -413,6 +413,8 @@ struct Inner {
     ops: u64,
     ops_by_kind: BTreeMap<Op, u64>,
     faults: Vec<ActiveFault>,
+    /// Every failure injected so far: the operation, its path, the error.
+    injected: Vec<(Op, PathBuf, Errno)>,
     sync_failure: SyncFailure,
     armed: Option<ArmedCrash>,
     crashed: Option<SimFs>,
@@ -455,6 +457,7 @@ impl Inner {
             ops: 0,
             ops_by_kind: BTreeMap::new(),
             faults: Vec::new(),
+            injected: Vec::new(),
             sync_failure: SyncFailure::default(),
             armed: None,
             crashed: None,
@@ -490,7 +493,10 @@ impl Inner {
             }
         }
         match failure {
-            Some(errno) => Err(errno.error()),
+            Some(errno) => {
+                self.injected.push((op, PathBuf::from(path.as_ref()), errno));
+                Err(errno.error())
+            }
             None => Ok(()),
         }
     }
@@ -810,6 +816,11 @@ impl SimFs {
     /// Adds a fault.
     pub fn fail(&self, fault: Fault) {
         self.lock().faults.push(ActiveFault { fault, seen: 0, spent: false });
+    }
+
+    /// Every failure injected so far, in order: the operation, its path, the error returned.
+    pub fn injected(&self) -> Vec<(Op, PathBuf, Errno)> {
+        self.lock().injected.clone()
     }
 
     /// Removes every fault ("space was freed", "the disk was replaced").

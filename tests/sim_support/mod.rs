@@ -353,25 +353,55 @@ impl Workload {
 
     /// Closes the store cleanly and opens it again.
     pub fn reopen(&mut self) -> Result<(), Error> {
-        drop(self.store.take());
-        if self.sim.is_halted() {
-            return Err(Error::Poisoned);
+        if !self.close() {
+            return Err(Error::Io(std::io::Error::other("the close did not complete")));
         }
-        let op = self.sim.ops();
-        self.log.all_durable(op);
         self.store = Some(options(&self.sim, self.durability).open(dir())?);
         Ok(())
     }
 
-    /// Closes the store cleanly; true if the close completed before any crash.
+    /// Closes the store; true if the close completed (no crash, no injected failure during it), which makes
+    /// every acknowledged append durable.
     pub fn close(&mut self) -> bool {
+        let failures = self.sim.injected().len();
         drop(self.store.take());
-        if self.sim.is_halted() {
+        if self.sim.is_halted() || self.sim.injected().len() != failures {
             return false;
         }
         let op = self.sim.ops();
         self.log.all_durable(op);
         true
+    }
+
+    /// Opens the store again after a failure left it closed or poisoned (the handle must be dropped already).
+    /// Appends acknowledged before are expected back, so they count as acknowledged again; what the failed
+    /// append did is left to the checks.
+    pub fn reopen_after_failure(&mut self) -> Result<(), Error> {
+        assert!(self.store.is_none(), "drop the failed store first");
+        self.sim.clear_faults();
+        let store = options(&self.sim, self.durability).open(dir())?;
+        // Whatever recovery kept of the failed append is now part of the log: it reads back, so it is
+        // acknowledged from here on.
+        let kept = read_everything(&store, "reopen after a failure").len();
+        for b in &mut self.log.batches {
+            if b.acked_op.is_none() && b.end <= kept {
+                b.acked_op = Some(self.sim.ops());
+            }
+        }
+        if let Some(b) = self.log.batches.last() {
+            if b.acked_op.is_none() {
+                self.forget_last_batch();
+            }
+        }
+        self.store = Some(store);
+        Ok(())
+    }
+
+    /// Forgets the last append attempted (one that failed without writing anything).
+    pub fn forget_last_batch(&mut self) {
+        let b = self.log.batches.pop().expect("a batch to forget");
+        assert!(b.acked_op.is_none(), "an acknowledged append is not forgotten");
+        self.log.events.truncate(b.start);
     }
 }
 

@@ -1,0 +1,336 @@
+//! I/O errors (RELIABILITY.md rule 5): a fixed workload on the simulated file system with the k-th write,
+//! sync_data, rename, sync_dir, create or read failing with EIO or ENOSPC, once or from then on, for every k.
+//! After the failure:
+//! - the failing call returns `Error::Io` (never a panic, never `Corrupt`), and nothing unacknowledged is
+//!   acknowledged: a power loss right then keeps every acknowledged `Sync` append (and every `Buffered` one a
+//!   completed `sync()` or close covered);
+//! - a failed write or sync of log data poisons the store: appends and `sync()` return `Error::Poisoned` (even
+//!   once the disk works again) and reads of acknowledged events keep working, until the store is reopened;
+//! - a failure while preparing a segment (creating or zero-filling its file, installing it) fails that append
+//!   only: nothing of it is written, the store is not poisoned, and appends work again once the fault is gone;
+//! - reopening, on the crash image and on the un-crashed file system, loses nothing acknowledged and keeps
+//!   appends whole, and the store works after it.
+//! `ANNALS_SEED` is printed and replays the random choices of the workload.
+
+mod sim_support;
+
+use std::path::Path;
+
+use annals::fs::sim::{CrashMode, Errno, Fault, Op, SimFs, SyncFailure};
+use annals::{Durability, Error};
+use sim_support::*;
+
+const KINDS: [Op; 6] = [Op::Write, Op::SyncData, Op::Rename, Op::SyncDir, Op::Create, Op::Read];
+
+fn small(w: &mut Workload, n: usize) -> Result<(), Error> {
+    for i in 0..n {
+        w.append_one(1 + i % 3, false)?;
+    }
+    Ok(())
+}
+
+/// `Sync` appends of every kind with a segment roll and a reopen, then `Buffered` ones with `sync()` calls and
+/// another roll, then a clean close.
+fn script(w: &mut Workload) -> Result<(), Error> {
+    small(w, 3)?;
+    w.append_many(false)?;
+    for _ in 0..4 {
+        w.append_one(1, true)?;
+    }
+    small(w, 2)?;
+    w.reopen()?;
+    w.durability = Durability::Buffered;
+    w.reopen()?;
+    small(w, 3)?;
+    sync(w)?;
+    for _ in 0..4 {
+        w.append_one(1, true)?;
+    }
+    w.append_many(false)?;
+    sync(w)?;
+    small(w, 2)?;
+    if !w.close() {
+        return Err(Error::Io(std::io::Error::other("the clean close failed")));
+    }
+    Ok(())
+}
+
+fn sync(w: &mut Workload) -> Result<(), Error> {
+    w.store().sync()?;
+    let op = w.sim.ops();
+    w.log.all_durable(op);
+    Ok(())
+}
+
+/// Appends known to be durable (acknowledged in `Sync` mode, or covered by a sync or close).
+fn durable(log: &Log) -> usize {
+    log.batches.iter().take_while(|b| b.durable_op.is_some()).count()
+}
+
+/// Appends acknowledged at all.
+fn acked(log: &Log) -> usize {
+    log.batches.iter().take_while(|b| b.acked_op.is_some()).count()
+}
+
+/// Whether an injected failure hit the log's own data (a write or sync of a segment file), which must poison.
+fn hits_log_data(op: Op, path: &Path) -> bool {
+    matches!(op, Op::Write | Op::SyncData) && path.extension().is_some_and(|e| e == "seg")
+}
+
+#[derive(Default, Debug)]
+struct Tally {
+    cases: u64,
+    poisoned: u64,
+    not_written: u64,
+    failed_open: u64,
+    unseen: u64,
+}
+
+/// Runs the script with `fault` and checks everything the module docs promise.
+fn run_case(seed: u64, fault: Fault, sync_failure: SyncFailure, tally: &mut Tally) {
+    let what = format!("{fault:?}, {sync_failure:?}, seed {seed}");
+    let sim = new_sim();
+    sim.set_sync_failure(sync_failure);
+    sim.fail(fault.clone());
+    tally.cases += 1;
+    let mut w = match Workload::open(sim.clone(), seed, Durability::Sync) {
+        Ok(w) => w,
+        Err(e) => {
+            // A failed first open: an error, and the store opens once the disk works.
+            assert!(matches!(e, Error::Io(_)), "{what}: the first open failed with {e:?}");
+            tally.failed_open += 1;
+            sim.clear_faults();
+            let store = options(&sim, Durability::Sync).open(dir()).unwrap_or_else(|e| panic!("{what}: open: {e:?}"));
+            assert_eq!(store.head().as_u64(), 0, "{what}");
+            return;
+        }
+    };
+    let result = script(&mut w);
+    let injected = sim.injected();
+    let Err(error) = result else {
+        // The failure was absorbed (the background preparation of a segment failed and the writer made the
+        // segment itself) or never happened: everything is there.
+        tally.unseen += 1;
+        sim.clear_faults();
+        let store = options(&sim, Durability::Sync).open(dir()).unwrap_or_else(|e| panic!("{what}: reopen: {e:?}"));
+        check_recovered(&store, &w.log, w.log.batches.len(), w.log.batches.len(), &what);
+        return;
+    };
+    assert!(!injected.is_empty(), "{what}: {error:?} without a fault");
+    // A failure may have been absorbed first (the background preparation of a segment): the store must be
+    // poisoned exactly when one of the failures hit the log's own data.
+    let poisoning = injected.iter().any(|(op, path, _)| hits_log_data(*op, path));
+    let failures: Vec<String> = injected.iter().map(|(op, path, _)| format!("{op:?} on {}", path.display())).collect();
+    let what = format!("{what}: failures {failures:?}, the workload got {error:?}");
+    assert!(matches!(error, Error::Io(_)), "{what}: expected Error::Io");
+    if w.store.is_none() {
+        // The failure came during a reopen: the open failed; nothing else to ask of a store.
+        tally.failed_open += 1;
+    } else {
+        let store = w.store().clone();
+        // Reads of acknowledged events keep working.
+        check_recovered(&store, &w.log, acked(&w.log), w.log.batches.len(), &format!("{what}: reads after it"));
+        if poisoning {
+            tally.poisoned += 1;
+            sim.clear_faults();
+            let probe = w.append_one(1, false);
+            assert!(matches!(probe, Err(Error::Poisoned)), "{what}: an append after it returned {probe:?}");
+            w.forget_last_batch();
+            let s = store.sync();
+            assert!(matches!(s, Err(Error::Poisoned)), "{what}: sync() after it returned {s:?}");
+        } else {
+            // Preparing a segment failed: that append wrote nothing and the store is not poisoned.
+            tally.not_written += 1;
+            let failed = w.log.batches.last().expect("the failed append").clone();
+            assert!(failed.acked_op.is_none());
+            let visible = read_everything(&store, &what);
+            assert!(visible.len() <= failed.start, "{what}: the failed append is visible");
+            w.forget_last_batch();
+            if fault.persistent {
+                // The fault is still there: the same append fails again, and poisons if the failure now hits
+                // the log's data (a persistent sync failure reaches the segment's own sync).
+                let before = sim.injected().len();
+                let again = w.append_one(1, true);
+                let hit_log = sim.injected()[before..].iter().any(|(op, path, _)| hits_log_data(*op, path));
+                match again {
+                    Err(Error::Io(_)) => w.forget_last_batch(),
+                    Ok(()) => {}
+                    other => panic!("{what}: with the fault still there: {other:?}"),
+                }
+                if hit_log {
+                    let probe = w.append_one(1, false);
+                    assert!(matches!(probe, Err(Error::Poisoned)), "{what}: after a failed sync: {probe:?}");
+                    w.forget_last_batch();
+                    sim.clear_faults();
+                    drop(store);
+                    return check_after(seed, &sim, w, &what);
+                }
+            }
+            sim.clear_faults();
+            w.append_one(1, true).unwrap_or_else(|e| panic!("{what}: an append once the disk works: {e:?}"));
+            w.append_one(1, false).unwrap_or_else(|e| panic!("{what}: an append once the disk works: {e:?}"));
+        }
+    }
+    check_after(seed, &sim, w, &what);
+}
+
+/// After the failure: a power loss keeps everything durable, and a reopen once the disk works keeps
+/// everything acknowledged; the store works again.
+fn check_after(seed: u64, sim: &SimFs, mut w: Workload, what: &str) {
+    let image = sim.crash(CrashMode::POWER_LOSS, seed);
+    let store = options(&image, Durability::Sync)
+        .open(dir())
+        .unwrap_or_else(|e| panic!("{what}: open after a power loss: {e:?}\n{}", describe(&image)));
+    check_recovered(&store, &w.log, durable(&w.log), w.log.batches.len(), &format!("{what}: after a power loss"));
+    drop(store);
+    // So does reopening the un-crashed file system once the disk works, and the store works again.
+    drop(w.store.take());
+    sim.clear_faults();
+    let required = acked(&w.log);
+    let store = options(sim, Durability::Sync)
+        .open(dir())
+        .unwrap_or_else(|e| panic!("{what}: reopen: {e:?}\n{}", describe(sim)));
+    let n = check_recovered(&store, &w.log, required, w.log.batches.len(), &format!("{what}: reopened"));
+    store
+        .append("after-reopen", annals::ExpectedVersion::NoStream, &[annals::NewEvent::new("E", "x")])
+        .unwrap_or_else(|e| panic!("{what}: append after reopen: {e:?}"));
+    assert_eq!(store.head().as_u64(), w.log.prefix(n).events.len() as u64 + 1);
+}
+
+/// How many operations of each kind the script does without faults.
+fn op_counts(seed: u64) -> Vec<(Op, u64)> {
+    let sim = new_sim();
+    let mut w = Workload::open(sim.clone(), seed, Durability::Sync).unwrap();
+    script(&mut w).unwrap();
+    KINDS.iter().map(|&op| (op, sim.ops_of(op))).collect()
+}
+
+fn every_k(test: &str, errno: Errno, sync_failure: SyncFailure) {
+    let seed = seed(test);
+    let mut tally = Tally::default();
+    for (op, n) in op_counts(seed) {
+        assert!(n > 0, "the script does no {op:?}");
+        for k in 0..=n {
+            for persistent in [false, true] {
+                let fault = if persistent { Fault::persistent(op, k, errno) } else { Fault::once(op, k, errno) };
+                run_case(seed, fault, sync_failure, &mut tally);
+            }
+        }
+    }
+    println!("{test}: {tally:?}");
+    assert!(tally.poisoned > 0 && tally.not_written > 0 && tally.failed_open > 0, "{tally:?}");
+}
+
+#[test]
+fn eio_at_every_operation_once_and_persistently() {
+    every_k("eio_at_every_operation_once_and_persistently", Errno::Eio, SyncFailure::KeepDirty);
+}
+
+#[test]
+fn enospc_at_every_operation_once_and_persistently() {
+    every_k("enospc_at_every_operation_once_and_persistently", Errno::Enospc, SyncFailure::KeepDirty);
+}
+
+#[test]
+fn failed_syncs_that_drop_the_dirty_pages() {
+    // Linux after a failed fsync: the dirty pages are marked clean and never written. The store must not have
+    // acknowledged anything they held, and must never count on a later sync to write them.
+    let seed = seed("failed_syncs_that_drop_the_dirty_pages");
+    let mut tally = Tally::default();
+    let n = op_counts(seed).into_iter().find(|(op, _)| *op == Op::SyncData).expect("syncs").1;
+    for k in 0..=n {
+        run_case(seed, Fault::once(Op::SyncData, k, Errno::Eio), SyncFailure::DropPages, &mut tally);
+    }
+    println!("failed_syncs_that_drop_the_dirty_pages: {tally:?}");
+    assert!(tally.poisoned > 0, "{tally:?}");
+}
+
+#[test]
+fn no_space_while_preparing_a_segment_fails_that_append_only() {
+    // The disk is full for new files (the background preparation and the writer's own attempt both fail):
+    // the append that needs a new segment fails with a clear error, nothing is written, the store is not
+    // poisoned, and the same append works once space is freed.
+    let seed = seed("no_space_while_preparing_a_segment_fails_that_append_only");
+    let sim = new_sim();
+    let mut w = Workload::open(sim.clone(), seed, Durability::Sync).unwrap();
+    small(&mut w, 5).unwrap();
+    sim.fail(Fault::persistent(Op::Write, 0, Errno::Enospc).on_paths(".tmp"));
+    let mut failed = None;
+    for _ in 0..8 {
+        match w.append_one(1, true) {
+            Ok(()) => {}
+            Err(e) => {
+                failed = Some(e);
+                break;
+            }
+        }
+    }
+    let e = failed.expect("a segment roll was needed");
+    match &e {
+        Error::Io(io) => assert_eq!(io.raw_os_error(), Some(28), "ENOSPC is passed on: {io:?}"),
+        other => panic!("expected Error::Io(ENOSPC), got {other:?}"),
+    }
+    w.forget_last_batch();
+    let segments = |sim: &SimFs| sim.paths().iter().filter(|(p, _)| p.extension().is_some_and(|e| e == "seg")).count();
+    assert_eq!(segments(&sim), 1, "no new segment file");
+    assert!(sim.paths().iter().all(|(p, _)| p.extension().is_none_or(|e| e != "tmp")), "no temporary file is left");
+    // Small appends still fit in the current segment and work while the disk is full.
+    w.append_one(1, false).expect("an append that needs no new segment");
+    check_recovered(w.store(), &w.log, w.log.batches.len(), w.log.batches.len(), "while the disk is full");
+    sim.clear_faults();
+    while segments(&sim) < 2 {
+        w.append_one(1, true).expect("large appends once space is freed");
+    }
+    assert!(w.close());
+    let store = options(&sim, Durability::Sync).open(dir()).unwrap();
+    check_recovered(&store, &w.log, w.log.batches.len(), w.log.batches.len(), "reopened");
+}
+
+#[test]
+fn a_power_loss_after_reopening_a_store_whose_failed_sync_dropped_pages() {
+    // fsyncgate: a failed sync drops the dirty pages but reads still return them. A reopen in the same OS
+    // session reads them from the page cache; whatever recovery keeps of them must be made durable before new
+    // appends vouch for it, or a later power loss turns the store corrupt or loses acknowledged appends.
+    let seed = seed("a_power_loss_after_reopening_a_store_whose_failed_sync_dropped_pages");
+    let sim = new_sim();
+    sim.set_sync_failure(SyncFailure::DropPages);
+    let mut w = Workload::open(sim.clone(), seed, Durability::Sync).unwrap();
+    small(&mut w, 3).unwrap();
+    sim.fail(Fault::once(Op::SyncData, 0, Errno::Eio));
+    assert!(matches!(w.append_one(2, false), Err(Error::Io(_))));
+    drop(w.store.take());
+    w.reopen_after_failure().expect("reopen");
+    small(&mut w, 2).unwrap();
+    let acked = acked(&w.log);
+    let image = sim.crash(CrashMode::POWER_LOSS, seed);
+    let store = options(&image, Durability::Sync)
+        .open(dir())
+        .unwrap_or_else(|e| panic!("open after the power loss: {e:?}\n{}", describe(&image)));
+    check_recovered(&store, &w.log, acked, w.log.batches.len(), "after the power loss");
+}
+
+#[test]
+fn a_failed_segment_install_leaves_no_file_behind() {
+    // The folder sync after renaming a new segment into place fails: the append fails without writing, and the
+    // renamed file must go, or the log moves past its first position and the next open reports corruption.
+    let seed = seed("a_failed_segment_install_leaves_no_file_behind");
+    let sim = new_sim();
+    let mut w = Workload::open(sim.clone(), seed, Durability::Sync).unwrap();
+    small(&mut w, 3).unwrap();
+    let segments = |sim: &SimFs| sim.paths().iter().filter(|(p, _)| p.extension().is_some_and(|e| e == "seg")).count();
+    sim.fail(Fault::once(Op::SyncDir, 0, Errno::Eio));
+    let mut failed = false;
+    for _ in 0..10 {
+        if w.append_one(1, true).is_err() {
+            failed = true;
+            break;
+        }
+    }
+    assert!(failed, "a roll was needed");
+    w.forget_last_batch();
+    assert_eq!(segments(&sim), 1, "the segment whose install failed is gone");
+    small(&mut w, 3).unwrap();
+    assert!(w.close());
+    let store = options(&sim, Durability::Sync).open(dir()).unwrap_or_else(|e| panic!("{e:?}\n{}", describe(&sim)));
+    check_recovered(&store, &w.log, w.log.batches.len(), w.log.batches.len(), "reopened");
+}
