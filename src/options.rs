@@ -78,7 +78,8 @@ impl Options {
     /// Bytes per segment file. Default 64 MiB; accepted from 1 MiB to 1 GiB, rounded up to a multiple of 4 KiB
     /// when the store opens (an out-of-range value makes [`Options::open`] fail with `InvalidInput`). An append
     /// larger than this gets a segment of its own, sized to fit, so the size does not lower any other limit.
-    /// The size applies to segments created from now on; existing ones keep theirs.
+    /// The size applies to segments created from now on; existing ones keep theirs. A store's first segment is
+    /// 1 MiB and each next one doubles until this size is reached, so small stores stay small.
     pub fn segment_size(mut self, bytes: u64) -> Options {
         self.segment_bytes = bytes;
         self

@@ -18,7 +18,7 @@ use crate::event::NewEvent;
 use crate::format::frame::{self, EventFields, FrameKind, HEADER_BYTES};
 use crate::format::segment_header;
 use crate::fs::{FileSystem, MappingMut};
-use crate::limits::SEGMENT_FILL_CHUNK_BYTES;
+use crate::limits::{self, SEGMENT_FILL_CHUNK_BYTES};
 use crate::log::preparer::Preparer;
 use crate::log::segment::Segment;
 use crate::log::Location;
@@ -123,16 +123,27 @@ impl Writer {
     }
 
     /// Starts preparing the next segment once the tail is half full.
+    /// Without a tail segment (a new store, or a sealed newest segment), starts at once, so the first append
+    /// need not wait for a file to be made.
     fn maybe_prepare_next(&mut self) {
         if self.next_requested {
             return;
         }
-        if let Some(tail) = &self.tail {
-            if self.offset * 2 >= tail.segment.len_bytes() {
-                self.next_requested = true;
-                self.preparer.start(self.segment_bytes);
-            }
+        let due = match &self.tail {
+            Some(tail) => self.offset * 2 >= tail.segment.len_bytes(),
+            None => true,
+        };
+        if due {
+            self.next_requested = true;
+            self.preparer.start(self.next_segment_bytes());
         }
+    }
+
+    /// The size of the next segment: segments start at the minimum size and double up to the configured size,
+    /// so a small store stays small and a new store's first segment is quick to make.
+    fn next_segment_bytes(&self) -> u64 {
+        let previous = self.tail.as_ref().map_or(0, |t| t.segment.len_bytes());
+        previous.saturating_mul(2).clamp(limits::SEGMENT_BYTES_MIN, self.segment_bytes.max(limits::SEGMENT_BYTES_MIN))
     }
 
     pub fn next_position(&self) -> u64 {
@@ -210,7 +221,7 @@ impl Writer {
         }
         let needed = segment_header::SIZE_BYTES as u64 + batch_bytes + TAIL_RESERVE_BYTES;
         let chunk = SEGMENT_FILL_CHUNK_BYTES as u64;
-        let size = self.segment_bytes.max(needed.div_ceil(chunk) * chunk);
+        let size = self.next_segment_bytes().max(needed.div_ceil(chunk) * chunk);
         // Everything written to the old tail must be durable before the next segment exists: recovery takes a
         // later segment as proof that the old one ends where the next begins, so a power loss after the install
         // must not be able to drop the old tail's last appends (Buffered appends, or a concurrent appender's not
