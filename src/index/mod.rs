@@ -17,6 +17,18 @@ use crate::log::Location;
 struct StreamEntry {
     locations: Vec<Location>,
     last_position: u64,
+    last_id: [u8; 16],
+}
+
+/// What the append path needs to know of a stream, from one lookup.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StreamTail {
+    /// The stream's last version.
+    pub version: u64,
+    /// The position of its newest event.
+    pub position: u64,
+    /// The id of its newest event.
+    pub id: [u8; 16],
 }
 
 /// Stream name -> the location of each of its versions. Hashed with foldhash (randomly seeded per index, so
@@ -57,6 +69,13 @@ impl StreamIndex {
         &e.locations[from..]
     }
 
+    /// The stream's newest event, `None` if it has none.
+    pub fn tail(&self, stream: &str) -> Option<StreamTail> {
+        let e = self.streams.get(stream)?;
+        let version = (e.locations.len() as u64).checked_sub(1)?;
+        Some(StreamTail { version, position: e.last_position, id: e.last_id })
+    }
+
     /// The position of the stream's newest event, `None` if it has none.
     pub fn last_position(&self, stream: &str) -> Option<u64> {
         self.streams.get(stream).filter(|e| !e.locations.is_empty()).map(|e| e.last_position)
@@ -64,7 +83,14 @@ impl StreamIndex {
 
     /// Records that `stream`'s event `version`, at `position`, is at `location`. Versions must arrive in order
     /// from 0, and positions in increasing order.
-    pub fn push(&mut self, stream: &str, version: u64, position: u64, location: Location) -> Result<(), VersionGap> {
+    pub fn push(
+        &mut self,
+        stream: &str,
+        version: u64,
+        position: u64,
+        id: [u8; 16],
+        location: Location,
+    ) -> Result<(), VersionGap> {
         let entry = match self.streams.get_mut(stream) {
             Some(v) => v,
             None => self.streams.entry(stream.into()).or_default(),
@@ -75,6 +101,7 @@ impl StreamIndex {
         debug_assert!(entry.locations.is_empty() || position > entry.last_position);
         entry.locations.push(location);
         entry.last_position = position;
+        entry.last_id = id;
         Ok(())
     }
 }
@@ -87,17 +114,19 @@ mod tests {
     fn versions_are_recorded_in_order() {
         let mut ix = StreamIndex::new();
         assert_eq!(ix.last_version("a"), None);
-        ix.push("a", 0, 0, Location::new(0, 64)).unwrap();
-        ix.push("b", 0, 1, Location::new(0, 200)).unwrap();
-        ix.push("a", 1, 2, Location::new(1, 64)).unwrap();
+        ix.push("a", 0, 0, [1; 16], Location::new(0, 64)).unwrap();
+        ix.push("b", 0, 1, [2; 16], Location::new(0, 200)).unwrap();
+        ix.push("a", 1, 2, [3; 16], Location::new(1, 64)).unwrap();
         assert_eq!(ix.last_position("a"), Some(2));
         assert_eq!(ix.last_position("c"), None);
+        assert_eq!(ix.tail("a"), Some(StreamTail { version: 1, position: 2, id: [3; 16] }));
+        assert_eq!(ix.tail("c"), None);
         assert_eq!(ix.last_version("a"), Some(1));
         assert_eq!(ix.location("a", 1), Some(Location::new(1, 64)));
         assert_eq!(ix.location("a", 2), None);
         assert_eq!(ix.locations_from("a", 1), &[Location::new(1, 64)]);
         assert!(ix.locations_from("a", u64::MAX).is_empty());
-        assert_eq!(ix.push("a", 5, 3, Location::new(1, 99)), Err(VersionGap { expected: 2, found: 5 }));
+        assert_eq!(ix.push("a", 5, 3, [4; 16], Location::new(1, 99)), Err(VersionGap { expected: 2, found: 5 }));
         assert_eq!(ix.last_version("b"), Some(0));
     }
 }
