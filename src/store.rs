@@ -304,20 +304,19 @@ impl Store {
         let shared = &*self.shared;
         let sync = shared.durability == Durability::Sync;
         let mut writer = shared.writer()?;
-        let decisions = {
+        // Plain loops: the iterator-collect forms into SmallVec cost several hundred instructions per append.
+        let mut decisions: SmallVec<[Decision; 1]> = SmallVec::new();
+        let mut planned: SmallVec<[PlannedPart<'_>; 1]> = SmallVec::new();
+        {
             let state = shared.state();
-            parts.iter().map(|p| decide(&state, p)).collect::<Result<SmallVec<[Decision; 1]>>>()?
-        };
-        let planned: SmallVec<[PlannedPart<'_>; 1]> = parts
-            .iter()
-            .zip(&decisions)
-            .filter_map(|(p, d)| match d {
-                Decision::Write(first_version) => {
-                    Some(PlannedPart { stream: p.stream, first_version: *first_version, events: p.events })
+            for p in parts {
+                let d = decide(&state, p)?;
+                if let Decision::Write(first_version) = d {
+                    planned.push(PlannedPart { stream: p.stream, first_version, events: p.events });
                 }
-                Decision::Retry(_) => None,
-            })
-            .collect();
+                decisions.push(d);
+            }
+        }
         if planned.is_empty() {
             drop(writer);
             let results: Results = decisions
@@ -373,10 +372,9 @@ impl Store {
         drop(writer);
 
         let mut position = written.first_position;
-        let results = parts
-            .iter()
-            .zip(decisions)
-            .map(|(p, d)| match d {
+        let mut results = Results::new();
+        for (p, d) in parts.iter().zip(decisions) {
+            results.push(match d {
                 Decision::Retry(r) => r,
                 Decision::Write(first_version) => {
                     let n = p.events.len() as u64;
@@ -387,8 +385,8 @@ impl Store {
                         position: Position::from_u64(position - 1),
                     }
                 }
-            })
-            .collect();
+            });
+        }
         Ok((results, sync.then_some(end)))
     }
 
