@@ -26,7 +26,7 @@ use std::sync::atomic::Ordering::{Acquire, Relaxed, Release, SeqCst};
 pub const CAPACITY: usize = if cfg!(loom) { 4 } else { 1024 };
 /// Spin rounds before a waiter yields; round `i` spins `2^i` times (exponential backoff, as crossbeam's
 /// `Backoff`). Small: on a 2-core machine a spinning subscriber takes the core a writer needs.
-const SPIN_ROUNDS: u32 = if cfg!(loom) { 1 } else { 6 };
+const SPIN_ROUNDS: u32 = if cfg!(loom) { 0 } else { 6 };
 /// `yield_now` rounds after spinning and before parking.
 const YIELD_ROUNDS: u32 = if cfg!(loom) { 0 } else { 2 };
 
