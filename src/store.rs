@@ -36,6 +36,7 @@ use crate::log::segment::{self, Segment};
 use crate::log::writer::{PlannedPart, WriteFailure, Writer};
 use crate::log::Location;
 use crate::options::{Durability, Options};
+use crate::subscription::{Subscription, SubscriptionOptions};
 use crate::{Error, Result};
 
 /// Name of the lock file inside the store folder.
@@ -107,6 +108,11 @@ impl Shared {
 
     pub(crate) fn head(&self) -> u64 {
         self.commit.head()
+    }
+
+    /// The ring on which the commit publishes each new head (for subscriptions).
+    pub(crate) fn notify(&self) -> &crate::notify::Ring {
+        self.commit.notify()
     }
 }
 
@@ -459,6 +465,74 @@ impl Store {
     /// ```
     pub fn read_all(&self, from: Position) -> ReadAll {
         ReadAll::new(self.shared.clone(), from.as_u64(), self.shared.head())
+    }
+
+    /// A live subscription to every event from `from` (inclusive), in commit order: first the events already
+    /// in the store, then each new one as soon as readers can see it. See [`Subscription`].
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use annals::{ExpectedVersion, NewEvent, Position, Store};
+    /// let dir = tempfile::tempdir()?;
+    /// let store = Store::open(dir.path())?;
+    /// let mut sub = store.subscribe_all(Position::START);
+    /// store.append("a", ExpectedVersion::Any, &[NewEvent::new("E", "1")])?;
+    /// let ev = sub.next_timeout(Duration::from_secs(5))?.expect("the event");
+    /// assert_eq!(ev.payload(), b"1");
+    /// # Ok::<(), annals::Error>(())
+    /// ```
+    pub fn subscribe_all(&self, from: Position) -> Subscription {
+        self.subscribe(SubscriptionOptions::new().from(from))
+    }
+
+    /// A live subscription with filters (stream-name prefix, event types) and checkpoints; see
+    /// [`SubscriptionOptions`].
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use annals::{ExpectedVersion, NewEvent, Store, SubscriptionOptions};
+    /// let dir = tempfile::tempdir()?;
+    /// let store = Store::open(dir.path())?;
+    /// store.append("order-1", ExpectedVersion::Any, &[NewEvent::new("Placed", "")])?;
+    /// store.append("account-1", ExpectedVersion::Any, &[NewEvent::new("Opened", "")])?;
+    /// let mut sub = store.subscribe(SubscriptionOptions::new().stream_prefix("account-"));
+    /// assert_eq!(sub.next_timeout(Duration::from_secs(5))?.expect("one").stream(), "account-1");
+    /// # Ok::<(), annals::Error>(())
+    /// ```
+    pub fn subscribe(&self, options: SubscriptionOptions) -> Subscription {
+        Subscription::all(self.clone(), options)
+    }
+
+    /// A live subscription to the events of one stream from `from_version` (inclusive), in version order:
+    /// read through the stream index, so catching up does not scan the rest of the log.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use annals::{ExpectedVersion, NewEvent, Store};
+    /// let dir = tempfile::tempdir()?;
+    /// let store = Store::open(dir.path())?;
+    /// store.append("account-1", ExpectedVersion::Any, &[NewEvent::new("Opened", ""), NewEvent::new("Deposited", "5")])?;
+    /// store.append("account-2", ExpectedVersion::Any, &[NewEvent::new("Opened", "")])?;
+    /// let mut sub = store.subscribe_stream("account-1", 1)?;
+    /// let ev = sub.next_timeout(Duration::from_secs(5))?.expect("version 1");
+    /// assert_eq!((ev.version(), ev.event_type()), (1, "Deposited"));
+    /// assert!(sub.next_timeout(Duration::from_millis(5))?.is_none());
+    /// # Ok::<(), annals::Error>(())
+    /// ```
+    pub fn subscribe_stream(&self, stream: &str, from_version: u64) -> Result<Subscription> {
+        if stream.is_empty() || stream.len() > limits::STREAM_NAME_BYTES_MAX {
+            return Err(Error::invalid(format!(
+                "stream names are 1 to {} bytes, got {}",
+                limits::STREAM_NAME_BYTES_MAX,
+                stream.len()
+            )));
+        }
+        Ok(Subscription::stream(self.clone(), stream, from_version))
+    }
+
+    /// The shared state behind the handle (for subscriptions).
+    pub(crate) fn shared(&self) -> &Arc<Shared> {
+        &self.shared
     }
 
     /// The last version of `stream`, `None` if the stream has no events.
