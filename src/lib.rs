@@ -69,6 +69,7 @@ mod log;
 pub mod notify;
 mod options;
 mod store;
+mod subscription;
 mod sync;
 
 pub use bytes::Bytes;
@@ -77,4 +78,7 @@ pub use event::{AppendResult, ExpectedVersion, NewEvent, Position, RecordedEvent
 pub use log::reader::ReadAll;
 pub use options::{Durability, Options};
 pub use store::{AppendFuture, ReadStream, Store, StoreStats};
+#[cfg(feature = "async")]
+pub use subscription::SubscriptionStream;
+pub use subscription::{Subscription, SubscriptionItem, SubscriptionOptions};
 pub use uuid::Uuid;

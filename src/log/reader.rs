@@ -85,7 +85,18 @@ pub struct ReadAll {
 
 impl ReadAll {
     pub(crate) fn new(shared: Arc<Shared>, from: u64, end: u64) -> ReadAll {
-        ReadAll { shared, segment: None, offset: 0, position: from, end, failed: from >= end }
+        ReadAll { shared, segment: None, offset: 0, position: from, end, failed: false }
+    }
+
+    /// Moves the end on to a newer head: a subscription reads on from where it stopped.
+    pub(crate) fn extend_to(&mut self, end: u64) {
+        debug_assert!(end >= self.end, "the head never moves back");
+        self.end = self.end.max(end);
+    }
+
+    /// The position of the next event this iterator would return.
+    pub(crate) fn position(&self) -> u64 {
+        self.position
     }
 
     fn step(&mut self) -> Result<RecordedEvent> {
