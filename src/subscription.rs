@@ -409,11 +409,7 @@ impl Subscription {
         r
     }
 
-    fn next_until_inner(
-        &mut self,
-        deadline: Option<Instant>,
-        checkpoints: bool,
-    ) -> Result<Option<SubscriptionItem>> {
+    fn next_until_inner(&mut self, deadline: Option<Instant>, checkpoints: bool) -> Result<Option<SubscriptionItem>> {
         loop {
             if let Some(item) = self.poll_item(checkpoints)? {
                 return Ok(Some(item));
