@@ -68,6 +68,7 @@ mod log;
 #[doc(hidden)]
 pub mod notify;
 mod options;
+pub mod projection;
 mod store;
 mod subscription;
 mod sync;

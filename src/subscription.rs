@@ -307,6 +307,11 @@ impl Subscription {
         }
     }
 
+    /// The store this subscription reads.
+    pub(crate) fn store(&self) -> &Store {
+        &self.store
+    }
+
     fn shared(&self) -> &Arc<Shared> {
         self.store.shared()
     }
