@@ -531,6 +531,22 @@ impl Iterator for Subscription {
         if self.failed {
             return None;
         }
+        // The catch-up fast path: an unfiltered subscription with events below the known head.
+        if let Source::All { reader, filter } = &mut self.source {
+            if filter.is_all() {
+                match reader.next() {
+                    Some(Ok(e)) => {
+                        self.reported = e.position().as_u64() + 1;
+                        return Some(Ok(e));
+                    }
+                    Some(Err(e)) => {
+                        self.failed = true;
+                        return Some(Err(e));
+                    }
+                    None => {}
+                }
+            }
+        }
         match self.next_until(None, false) {
             Ok(Some(SubscriptionItem::Event(e))) => Some(Ok(e)),
             Ok(_) => unreachable!("no deadline and no checkpoints"),
