@@ -256,7 +256,7 @@ impl<P: Projection> ProjectionRunner<P> {
     /// # let store = Store::open(dir.path())?;
     /// let mut runner = ProjectionRunner::new(&store, Nothing);
     /// assert_eq!(runner.run_once(std::time::Duration::from_millis(1))?, None);
-    /// # Ok::<(), annals::projection::ProjectionError>(())
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn run_once(&mut self, timeout: Duration) -> Result<Option<Position>, ProjectionError> {
         self.batch.clear();
