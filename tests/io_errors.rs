@@ -10,6 +10,7 @@
 //!   only: nothing of it is written, the store is not poisoned, and appends work again once the fault is gone;
 //! - reopening, on the crash image and on the un-crashed file system, loses nothing acknowledged and keeps
 //!   appends whole, and the store works after it.
+//!
 //! `ANNALS_SEED` is printed and replays the random choices of the workload.
 
 mod sim_support;
