@@ -230,10 +230,12 @@ pub fn create_dir_all_durable(fs: &dyn FileSystem, dir: &Path) -> io::Result<()>
 pub fn write_file_atomic(fs: &dyn FileSystem, dir: &Path, name: &str, bytes: &[u8]) -> io::Result<()> {
     let tmp = dir.join(format!("{name}.tmp"));
     let target = dir.join(name);
-    if let Err(e) = write_and_sync_new(fs, &tmp, bytes) {
+    if let Err(e) = write_and_sync_new(fs, &tmp, bytes).and_then(|()| fs.sync_dir(dir)) {
         let _ = fs.remove_file(&tmp);
         return Err(e);
     }
+    // The temporary file's creation is durable (above) before the rename, so no crash can rename an older
+    // file of the same temporary name into place.
     fs.rename(&tmp, &target)?;
     fs.sync_dir(dir)
 }

@@ -69,6 +69,10 @@ pub fn prepare_blank(fs: &dyn FileSystem, dir: &Path, tmp_name: &str, segment_by
             at += n as u64;
         }
         f.sync_data()?;
+        // Make the removal of any older file of this name and the creation of this one durable before the
+        // rename that installs it: a crash that kept the rename but not the creation would otherwise put an
+        // older blank file (without a header) under the segment's name.
+        fs.sync_dir(dir)?;
         Ok(f)
     })();
     match result {
