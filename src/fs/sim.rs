@@ -248,21 +248,35 @@ enum Node {
 /// A change to a folder, pending until its folder is synced.
 #[derive(Debug, Clone)]
 enum DirOp {
-    Create { path: PathBuf, node: Node },
-    Rename { from: PathBuf, to: PathBuf },
-    Remove { path: PathBuf },
+    Create {
+        path: PathBuf,
+        node: Node,
+    },
+    /// Renames the file `node` (which `from` named when it was renamed).
+    Rename {
+        from: PathBuf,
+        to: PathBuf,
+        node: Node,
+    },
+    /// Removes the file `node` (which `path` named when it was removed).
+    Remove {
+        path: PathBuf,
+        node: Node,
+    },
 }
 
 impl DirOp {
     /// The folders whose sync makes this change durable.
     fn touches(&self, dir: &Path) -> bool {
         match self {
-            DirOp::Create { path, .. } | DirOp::Remove { path } => path.parent() == Some(dir),
-            DirOp::Rename { from, to } => from.parent() == Some(dir) || to.parent() == Some(dir),
+            DirOp::Create { path, .. } | DirOp::Remove { path, .. } => path.parent() == Some(dir),
+            DirOp::Rename { from, to, .. } => from.parent() == Some(dir) || to.parent() == Some(dir),
         }
     }
 
-    /// Applies the change to a namespace; false (and no change) if it does not apply.
+    /// Applies the change to a namespace; false (and no change) if it does not apply. Renames and removals act
+    /// on the file they acted on, not on whatever holds the name now: when a crash keeps a rename but loses
+    /// an earlier change to the same name, the rename must not move another file.
     fn apply(&self, names: &mut BTreeMap<PathBuf, Node>) -> bool {
         match self {
             // A change may become durable before its folder's own entry does; files left without a durable
@@ -271,16 +285,21 @@ impl DirOp {
                 names.insert(path.clone(), *node);
                 true
             }
-            DirOp::Rename { from, to } => match names.get(from) {
-                Some(n @ Node::File(_)) if names.get(to) != Some(&Node::Dir) => {
-                    let n = *n;
-                    names.remove(from);
-                    names.insert(to.clone(), n);
-                    true
+            DirOp::Rename { from, to, node } => {
+                if names.get(from) != Some(node) || names.get(to) == Some(&Node::Dir) {
+                    return false;
                 }
-                _ => false,
-            },
-            DirOp::Remove { path } => names.remove(path).is_some(),
+                names.remove(from);
+                names.insert(to.clone(), *node);
+                true
+            }
+            DirOp::Remove { path, node } => {
+                if names.get(path) != Some(node) {
+                    return false;
+                }
+                names.remove(path);
+                true
+            }
         }
     }
 }
@@ -988,7 +1007,7 @@ impl FileSystem for SimFs {
             }
             g.names.remove(&from);
             g.names.insert(to.clone(), Node::File(id));
-            g.pending.push(DirOp::Rename { from: from.clone(), to: to.clone() });
+            g.pending.push(DirOp::Rename { from: from.clone(), to: to.clone(), node: Node::File(id) });
             Ok(())
         })
     }
@@ -996,9 +1015,9 @@ impl FileSystem for SimFs {
     fn remove_file(&self, path: &Path) -> io::Result<()> {
         let path = norm(path);
         self.op(Op::Remove, &path, |g| {
-            g.file(&path)?;
+            let id = g.file(&path)?;
             g.names.remove(&path);
-            g.pending.push(DirOp::Remove { path: path.clone() });
+            g.pending.push(DirOp::Remove { path: path.clone(), node: Node::File(id) });
             Ok(())
         })
     }
@@ -1181,6 +1200,46 @@ mod tests {
         fs.sync_dir(&p("/")).unwrap();
         let kept = fs.crash(CrashMode::POWER_LOSS, 0);
         assert_eq!((kept.read_file(&p("/a.tmp")), kept.read_file(&p("/a"))), (None, Some(b"new".to_vec())));
+    }
+
+    #[test]
+    fn a_kept_rename_never_moves_another_file_of_the_same_name() {
+        // An old a.tmp is removed and a new one created and renamed; a crash that keeps the rename must not
+        // rename the old file, whatever else it keeps or loses.
+        let fs = SimFs::new();
+        let old = file_with(&fs, "/a.tmp", b"old");
+        old.sync_data().unwrap();
+        fs.sync_dir(&p("/")).unwrap();
+        fs.remove_file(&p("/a.tmp")).unwrap();
+        let new = file_with(&fs, "/a.tmp", b"new");
+        new.sync_data().unwrap();
+        fs.rename(&p("/a.tmp"), &p("/a")).unwrap();
+        let mode = CrashMode { data: DataCrash::DropAll, dirs: DirCrash::KeepSome };
+        for seed in 0..64 {
+            let image = fs.crash(mode, seed);
+            assert_ne!(image.read_file(&p("/a")), Some(b"old".to_vec()), "seed {seed}");
+        }
+    }
+
+    #[test]
+    fn freezing_before_an_operation_sees_the_stores_made_since_the_previous_one() {
+        let fs = SimFs::new();
+        let f = file_with(&fs, "/seg", &[0u8; 1024]);
+        f.sync_data().unwrap();
+        fs.sync_dir(&p("/")).unwrap();
+        let mut rw = f.map_mut().unwrap();
+        let next = fs.ops() + 1;
+        fs.freeze_after([next]);
+        fs.freeze_before([next]);
+        rw.bytes_mut()[0] = 1;
+        f.sync_data().unwrap();
+        let frozen = fs.take_frozen();
+        assert_eq!(frozen.len(), 2);
+        let before = &frozen.iter().find(|(at, _)| at.before_next).unwrap().1;
+        assert_eq!(before.crash(CrashMode::PROCESS, 0).read_file(&p("/seg")).unwrap()[0], 1);
+        assert_eq!(before.crash(CrashMode::POWER_LOSS, 0).read_file(&p("/seg")).unwrap()[0], 0);
+        let after = &frozen.iter().find(|(at, _)| !at.before_next).unwrap().1;
+        assert_eq!(after.crash(CrashMode::POWER_LOSS, 0).read_file(&p("/seg")).unwrap()[0], 1);
     }
 
     #[test]
