@@ -11,7 +11,8 @@
 //! - reopening, on the crash image and on the un-crashed file system, loses nothing acknowledged and keeps
 //!   appends whole, and the store works after it.
 //!
-//! `ANNALS_SEED` is printed and replays the random choices of the workload.
+//! `ANNALS_SEED` is printed and replays the random choices of the workload; `ANNALS_IO_ROUNDS` (default 1)
+//! repeats the loops over workloads of further seeds.
 
 mod sim_support;
 
@@ -207,14 +208,19 @@ fn op_counts(seed: u64) -> Vec<(Op, u64)> {
 }
 
 fn every_k(test: &str, errno: Errno, sync_failure: SyncFailure) {
-    let seed = seed(test);
+    let first = seed(test);
     let mut tally = Tally::default();
-    for (op, n) in op_counts(seed) {
-        assert!(n > 0, "the script does no {op:?}");
-        for k in 0..=n {
-            for persistent in [false, true] {
-                let fault = if persistent { Fault::persistent(op, k, errno) } else { Fault::once(op, k, errno) };
-                run_case(seed, fault, sync_failure, &mut tally);
+    // The long mode repeats the loop with workloads of other seeds (ANNALS_IO_ROUNDS).
+    let mut rng = annals::fs::sim::Rng::new(first);
+    for round in 0..count("ANNALS_IO_ROUNDS", 1) {
+        let seed = if round == 0 { first } else { rng.next_u64() };
+        for (op, n) in op_counts(seed) {
+            assert!(n > 0, "the script does no {op:?}");
+            for k in 0..=n {
+                for persistent in [false, true] {
+                    let fault = if persistent { Fault::persistent(op, k, errno) } else { Fault::once(op, k, errno) };
+                    run_case(seed, fault, sync_failure, &mut tally);
+                }
             }
         }
     }
