@@ -1093,12 +1093,14 @@ fn recover_tail(segment: &Segment, scan: &recovery::Scan) -> Result<u64> {
     Ok(scan.end_offset)
 }
 
-/// True if the segments starting at `firsts` hold no frame and no nonzero byte after their headers.
+/// True if the segments starting at `firsts` hold no frame and no nonzero byte after their headers. Such a
+/// segment may also start below `next_position`: made by a roll whose install failed after the rename, whose
+/// removal did not survive a crash, while the log went on in the older segment.
 fn later_segments_empty(fs: &dyn FileSystem, dir: &Path, firsts: &[u64], next_position: u64) -> Result<bool> {
     for first in firsts {
         let path = dir.join(segment::file_name(*first));
         let segment = Segment::open(fs, &path)?;
-        if segment.first_position() != next_position {
+        if segment.first_position() > next_position {
             return Ok(false);
         }
         let scan = recovery::scan_segment(&segment, |_| Ok(()))?;
