@@ -135,8 +135,9 @@ impl Segment {
         let segment = fs.sync_dir(dir).map_err(Error::Io).and_then(|()| Segment::open(fs, &path));
         if segment.is_err() {
             // The append that needed this segment fails without writing; left here, the file would name a
-            // position the log moves past and make the next open report corruption.
+            // position the log moves past. Recovery removes such an empty segment too, if this does not last.
             let _ = fs.remove_file(&path);
+            let _ = fs.sync_dir(dir);
         }
         segment
     }
