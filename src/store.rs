@@ -316,7 +316,21 @@ impl Store {
         {
             let state = shared.state();
             for p in parts {
-                let d = decide(&state, p)?;
+                let d = match decide(&state, p) {
+                    Ok(d) => d,
+                    Err(e) => {
+                        // A conflict with events still waiting for their sync: answer only once they are
+                        // visible, so that a caller who rereads the stream sees the version the error reports
+                        // (otherwise read-then-append loops spin until the sync completes).
+                        let pending = state.index.last_position(p.stream).filter(|&at| at >= shared.head());
+                        drop(state);
+                        drop(writer);
+                        if let (Some(at), Error::WrongExpectedVersion { .. }) = (pending, &e) {
+                            shared.commit.wait_durable(at + 1)?;
+                        }
+                        return Err(e);
+                    }
+                };
                 if let Decision::Write(first_version) = d {
                     planned.push(PlannedPart { stream: p.stream, first_version, events: p.events });
                 }
