@@ -300,6 +300,10 @@ pub fn decode_unverified(bytes: &[u8]) -> Result<Frame, FrameError> {
         return Err(FrameError::Truncated);
     }
     let kind = FrameKind::from_u8(bytes[KIND_AT]).ok_or(FrameError::BadLayout("frame kind"))?;
+    // Reserved fields are zero in this format version: a frame with anything there was not written by it.
+    if bytes[TYPE_LEN_AT + 1] != 0 || read_u32(bytes, PAYLOAD_LEN_AT + 4) != 0 {
+        return Err(FrameError::BadLayout("reserved bytes not zero"));
+    }
     let frame = Frame {
         kind,
         frame_bytes,
@@ -357,6 +361,21 @@ pub fn decode_unverified(bytes: &[u8]) -> Result<Frame, FrameError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_frame_with_nonzero_reserved_bytes_is_refused_even_with_a_valid_checksum() {
+        // Found by the frame_decode fuzz target: a clean-close marker with a nonzero reserved byte decoded and
+        // re-encoded to different bytes.
+        for reserved_at in [TYPE_LEN_AT + 1, PAYLOAD_LEN_AT + 4, PAYLOAD_LEN_AT + 7] {
+            let mut out = Vec::new();
+            encode_marker(&mut out, 9, FrameKind::CloseMarker, 2, 0, 0);
+            assert!(decode(&out, 9).is_ok());
+            out[reserved_at] = 0x5b;
+            let sum = checksum_of(&out, 9);
+            out[CHECKSUM_AT..CHECKSUM_AT + 4].copy_from_slice(&sum.to_le_bytes());
+            assert_eq!(decode(&out, 9), Err(FrameError::BadLayout("reserved bytes not zero")), "byte {reserved_at}");
+        }
+    }
 
     fn fields<'a>(payload: &'a [u8], metadata: &'a [u8]) -> EventFields<'a> {
         EventFields {
