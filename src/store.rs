@@ -186,6 +186,7 @@ impl Store {
             recovered.tail,
             recovered.next_position,
             recovered.next_segment_number,
+            options.durability == Durability::Buffered,
         )?;
         let buffered = options.durability == Durability::Buffered;
         let commit = Arc::new(Commit::new(recovered.next_position, writer.tail_segment().cloned(), buffered));
