@@ -155,7 +155,10 @@ fn run_case(seed: u64, fault: Fault, sync_failure: SyncFailure, tally: &mut Tall
                 let again = w.append_one(1, true);
                 let hit_log = sim.injected()[before..].iter().any(|(op, path, _)| hits_log_data(*op, path));
                 match again {
-                    Err(Error::Io(_)) => w.forget_last_batch(),
+                    // Failed before writing (preparing a segment, or syncing the old tail before a roll).
+                    Err(Error::Io(_)) if !hit_log => w.forget_last_batch(),
+                    // Maybe written (it fit in the current segment and its sync failed): all or nothing later.
+                    Err(Error::Io(_)) => {}
                     Ok(()) => {}
                     other => panic!("{what}: with the fault still there: {other:?}"),
                 }
