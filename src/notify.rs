@@ -4,8 +4,8 @@
 //! Algorithm: a single-producer, multi-consumer broadcast ring of sequence-stamped slots (the LMAX Disruptor's
 //! ring of sequence-numbered slots, read as tokio's `broadcast` channel reads it, each slot a small seqlock as
 //! in crossbeam's `AtomicCell` fallback and the Linux kernel's `seqcount`). The producer never looks at readers:
-//! it overwrites the oldest slot. Each subscriber holds its own [`Cursor`]; a subscriber that fell more than
-//! the capacity behind finds the slot it wanted stamped with a later sequence and gets [`Recv::Lagged`]. That
+//! it overwrites the oldest slot. Each subscriber holds its own `Cursor`; a subscriber that fell more than
+//! the capacity behind finds the slot it wanted stamped with a later sequence and gets `Recv::Lagged`. That
 //! loses nothing: the ring carries only head positions (wake-ups), never event bytes, and the log is the source
 //! of truth, so a lagging subscriber simply reads the log up to the current head.
 //!

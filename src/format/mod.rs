@@ -4,9 +4,9 @@
 //! explicit widths. Decoders take untrusted bytes: they bound every length by the bytes actually present before
 //! using it, never panic, and never allocate in proportion to a length read from disk.
 //!
-//! - [`store_file`]: the `ANNALS` file that marks a folder as a store and records its format version.
-//! - [`segment_header`]: the 64-byte header at the start of every segment file.
-//! - [`frame`]: record frames (events, clean-close markers, segment footers), 16-byte aligned, checksummed.
+//! - [`store_file`](crate::format::store_file): the `ANNALS` file that marks a folder as a store and records its format version.
+//! - [`segment_header`](crate::format::segment_header): the 64-byte header at the start of every segment file.
+//! - [`frame`](crate::format::frame): record frames (events, clean-close markers, segment footers), 16-byte aligned, checksummed.
 
 pub mod frame;
 pub mod segment_header;

@@ -12,7 +12,7 @@
 //! File contents live in anonymous in-memory files (`O_TMPFILE` on `/dev/shm`), so `map` and `map_mut` are two
 //! real shared mappings of the same pages, exactly as for a segment on disk: stores through one are seen
 //! through the other and by `read_exact_at` at once, with no aliasing between Rust references and no `unsafe`
-//! here (the mappings are made by [`super::map_file`]). The simulator compares the current bytes with the
+//! here (the mappings are made by `map_file`). The simulator compares the current bytes with the
 //! durable ones sector by sector when it needs to know what is unsynced. A file's length is fixed once it is
 //! mapped (the mmap contract); the simulator refuses to change it.
 //!
