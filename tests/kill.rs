@@ -3,7 +3,7 @@
 //! now and then a large event that rolls the 1 MiB segments) and prints `ACK <batch>` after each append returns.
 //! The parent kills it with SIGKILL at a random moment, reopens the store and checks that every acknowledged
 //! append is there and that the log is an exact prefix of what the child writes, whole appends only. The same
-//! folder is reused from kill to kill, so each child also recovers after the previous kill.
+//! folder is reused for 50 kills in a row, so each child also recovers after the previous kill.
 //!
 //! The child's appends are a pure function of (seed, batch number), so the parent knows what every batch holds.
 //! `ANNALS_KILLS` (default 100) sets the number of kills; `ANNALS_SEED` replays the choices (the moments of the
@@ -21,6 +21,8 @@ use annals::{ExpectedVersion, NewEvent, Options, Position, Store, StreamAppend, 
 use sim_support::{count, seed};
 
 const SEGMENT_BYTES: u64 = 1 << 20;
+/// Kills in one folder before the next starts afresh.
+const KILLS_PER_FOLDER: u64 = 50;
 
 /// One event the child writes; its payload is `size` bytes made from `fill`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -187,10 +189,19 @@ fn sigkill_at_random_moments_loses_no_acknowledged_append() {
     let seed = seed("sigkill_at_random_moments_loses_no_acknowledged_append");
     let mut rng = Rng::new(seed);
     let kills = count("ANNALS_KILLS", 100);
-    let dir = tempfile::tempdir().unwrap();
+    let mut dir = tempfile::tempdir().unwrap();
     let mut batches = 0;
     let mut mid_append = 0;
     for kill in 0..kills {
+        if kill > 0 && kill % KILLS_PER_FOLDER == 0 {
+            // A fresh folder now and then: every open scans the whole log, so one folder for 10,000 kills
+            // would make the long mode quadratic.
+            let store = options().open(dir.path()).unwrap();
+            assert_eq!(check_prefix(&store, seed, 0, "before a fresh folder"), batches);
+            drop(store);
+            dir = tempfile::tempdir().unwrap();
+            batches = 0;
+        }
         let acks = rng.below(25);
         let delay = Duration::from_micros(rng.below(3000));
         let (last_ack, ready) = run_child(dir.path(), seed, acks, delay);
