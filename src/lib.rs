@@ -61,6 +61,7 @@ pub mod format;
 #[doc(hidden)]
 pub mod fs;
 mod index;
+mod indexer;
 pub mod limits;
 mod log;
 /// The notification ring that wakes subscriptions. Public only for the loom model tests and benches; not part
@@ -72,6 +73,7 @@ pub mod projection;
 mod store;
 mod subscription;
 mod sync;
+mod verify;
 
 pub use bytes::Bytes;
 pub use error::{Error, Result};
@@ -83,3 +85,4 @@ pub use store::{AppendFuture, ReadStream, Store, StoreStats};
 pub use subscription::SubscriptionStream;
 pub use subscription::{Subscription, SubscriptionItem, SubscriptionOptions};
 pub use uuid::Uuid;
+pub use verify::VerifyReport;

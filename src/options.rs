@@ -45,6 +45,8 @@ pub struct Options {
     pub(crate) durability: Durability,
     pub(crate) sync_interval: Option<Duration>,
     pub(crate) file_system: Arc<dyn FileSystem>,
+    pub(crate) stream_hash_bits: u32,
+    pub(crate) index_checkpoint_bytes: u64,
 }
 
 impl Default for Options {
@@ -54,6 +56,8 @@ impl Default for Options {
             durability: Durability::Sync,
             sync_interval: Some(Duration::from_secs(1)),
             file_system: Arc::new(StdFileSystem),
+            stream_hash_bits: 64,
+            index_checkpoint_bytes: crate::index::CHECKPOINT_LOG_BYTES,
         }
     }
 }
@@ -120,12 +124,35 @@ impl Options {
         self
     }
 
+    /// Keeps only the low `bits` bits (1 to 64) of the stream hash in the index files of a store created with
+    /// these options, so that different stream names collide often. For tests of the collision handling only;
+    /// an existing store keeps the setting it was created with.
+    #[doc(hidden)]
+    pub fn stream_hash_bits(mut self, bits: u32) -> Options {
+        self.stream_hash_bits = bits;
+        self
+    }
+
+    /// Bytes of log between index checkpoints (default 16 MiB): the most log an open re-reads after a crash, and
+    /// what bounds the index's heap memory. Smaller values make tests exercise many index files.
+    #[doc(hidden)]
+    pub fn index_checkpoint_bytes(mut self, bytes: u64) -> Options {
+        self.index_checkpoint_bytes = bytes;
+        self
+    }
+
     /// Opens (creating if needed) the store in the folder `path` with these options.
     pub fn open(&self, path: impl AsRef<Path>) -> Result<Store> {
         Store::open_with(path.as_ref(), self.clone())
     }
 
     pub(crate) fn validate(&self) -> Result<()> {
+        if self.index_checkpoint_bytes == 0 {
+            return Err(crate::Error::invalid("index_checkpoint_bytes must be above zero"));
+        }
+        if !(1..=64).contains(&self.stream_hash_bits) {
+            return Err(crate::Error::invalid("stream_hash_bits must be 1 to 64"));
+        }
         if self.sync_interval.is_some_and(|i| i.is_zero()) {
             return Err(crate::Error::invalid("sync_interval must be longer than zero (or None)"));
         }

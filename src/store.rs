@@ -15,6 +15,7 @@
 
 use std::collections::HashSet;
 use std::future::Future;
+use std::io;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
@@ -27,7 +28,8 @@ use crate::event::{AppendResult, ExpectedVersion, NewEvent, Position, RecordedEv
 use crate::format::store_file::{self, StoreFile, StoreFileError};
 use crate::format::{frame, segment_header, FORMAT_VERSION};
 use crate::fs::{self, FileSystem, LockGuard};
-use crate::index::StreamIndex;
+use crate::index::{PushError, StreamIndex};
+use crate::indexer::Indexer;
 use crate::limits;
 use crate::log::commit::Commit;
 use crate::log::reader::{LogMap, ReadAll};
@@ -78,10 +80,27 @@ pub(crate) struct Shared {
     dir: PathBuf,
     durability: Durability,
     writer: Mutex<Writer>,
-    state: RwLock<State>,
+    state: Arc<RwLock<State>>,
     commit: Arc<Commit>,
+    indexer: Indexer,
     committer: Mutex<Option<JoinHandle<()>>>,
     _lock: Box<dyn LockGuard>,
+}
+
+impl State {
+    /// The segment holding `position` and an offset at or before its frame, from the log's sparse map or, for
+    /// segments indexed before this open, the chunk files' sparse maps.
+    pub(crate) fn seek(&self, position: u64) -> Option<(Arc<Segment>, usize)> {
+        let (segment, offset) = self.log.seek(position)?;
+        if offset == segment_header::SIZE_BYTES {
+            if let Some((number, at)) = self.index.seek(&self.log, position) {
+                if number as u64 == segment.number() {
+                    return Some((segment, at as usize));
+                }
+            }
+        }
+        Some((segment, offset))
+    }
 }
 
 impl Shared {
@@ -101,7 +120,7 @@ impl Shared {
     fn writer(&self) -> Result<MutexGuard<'_, Writer>> {
         let w = self.writer.lock().map_err(|_| Error::Poisoned)?;
         if self.commit.is_poisoned() {
-            return Err(Error::Poisoned);
+            return Err(self.commit.refusal());
         }
         Ok(w)
     }
@@ -122,13 +141,20 @@ impl Drop for Shared {
         if let Some(t) = self.committer.get_mut().ok().and_then(|t| t.take()) {
             let _ = t.join();
         }
+        self.indexer.stop();
         if self.commit.is_poisoned() {
             return;
         }
         if let Ok(w) = self.writer.get_mut() {
             // Nothing can report an error from a drop; a failed close only means the next open does a little
             // more work to tell a torn tail from corruption. `close` syncs, so Buffered appends are durable.
-            let _ = w.close();
+            if w.close().is_ok() {
+                // Everything is durable: index the rest, so the next open reads no log at all. A failure here
+                // only leaves more log for the next open to read.
+                let mut state = self.state.write().unwrap_or_else(|e| e.into_inner());
+                let State { log, index } = &mut *state;
+                let _ = index.checkpoint_now(log, true);
+            }
         }
     }
 }
@@ -178,7 +204,7 @@ impl Store {
                 return Err(e);
             }
         };
-        let recovered = recover(&*fs, dir, &names)?;
+        let recovered = recover(&fs, dir, &names, &options)?;
         let writer = Writer::new(
             fs.clone(),
             dir.to_path_buf(),
@@ -195,12 +221,15 @@ impl Store {
             let commit = commit.clone();
             std::thread::Builder::new().name("annals-commit".into()).spawn(move || commit.run_committer(interval))?
         };
+        let state = Arc::new(RwLock::new(recovered.state));
+        let indexer = Indexer::start(state.clone(), commit.clone(), fs.clone(), dir.to_path_buf(), buffered)?;
         let shared = Shared {
             dir: dir.to_path_buf(),
             durability: options.durability,
             writer: Mutex::new(writer),
-            state: RwLock::new(recovered.state),
+            state,
             commit,
+            indexer,
             committer: Mutex::new(Some(committer)),
             _lock: lock,
         };
@@ -323,7 +352,10 @@ impl Store {
                         // A conflict with events still waiting for their sync: answer only once they are
                         // visible, so that a caller who rereads the stream sees the version the error reports
                         // (otherwise read-then-append loops spin until the sync completes).
-                        let pending = state.index.last_position(p.stream).filter(|&at| at >= shared.head());
+                        let pending = match state.index.tail(&state.log, p.stream) {
+                            Ok(t) => t.map(|t| t.position).filter(|&at| at >= shared.head()),
+                            Err(_) => None,
+                        };
                         drop(state);
                         drop(writer);
                         if let (Some(at), Error::WrongExpectedVersion { .. }) = (pending, &e) {
@@ -371,22 +403,41 @@ impl Store {
             for part in &planned {
                 for (i, e) in part.events.iter().enumerate() {
                     let at = Location::new(segment, offset);
-                    offset += frame::event_frame_bytes(
+                    let bytes = frame::event_frame_bytes(
                         part.stream.len(),
                         e.event_type().len(),
                         e.metadata().len(),
                         e.payload().len(),
                     ) as u32;
+                    offset += bytes;
                     let i = i as u64;
-                    state
-                        .index
-                        .push(part.stream, part.first_version + i, position, *e.id().as_bytes(), at)
-                        .expect("versions were checked under the writer lock");
-                    state.log.note_event(at.segment(), position, at.offset());
+                    let State { log, index } = &mut *state;
+                    log.note_event(at.segment(), position, at.offset());
+                    let pushed = index.push(
+                        log,
+                        part.stream,
+                        part.first_version + i,
+                        position,
+                        *e.id().as_bytes(),
+                        at,
+                        bytes.into(),
+                    );
+                    if let Err(e) = pushed {
+                        // The checks above read the same index under the writer lock: only damage found since
+                        // (by another lookup) can get here. Nothing more may be written.
+                        drop(state);
+                        let e = io::Error::other(format!("the stream index refused a checked event: {e:?}"));
+                        shared.commit.poison(&e);
+                        return Err(Error::Io(e));
+                    }
                     position += 1;
                 }
             }
             debug_assert_eq!(position, end);
+            if state.index.wants_checkpoint() {
+                state.index.freeze();
+                shared.indexer.wake();
+            }
         }
         let tail = writer.tail_segment().expect("an append leaves a tail segment");
         shared.commit.note_written(end, tail);
@@ -425,7 +476,7 @@ impl Store {
     /// ```
     pub fn sync(&self) -> Result<()> {
         if self.shared.commit.is_poisoned() {
-            return Err(Error::Poisoned);
+            return Err(self.shared.commit.refusal());
         }
         self.shared.commit.sync_all()
     }
@@ -452,7 +503,10 @@ impl Store {
             )));
         }
         let end = self.shared.head();
-        let locations = self.shared.state().index.locations_from(stream, from_version).to_vec();
+        let locations = {
+            let state = self.shared.state();
+            state.index.locations_from(&state.log, stream, from_version)?
+        };
         Ok(ReadStream {
             shared: self.shared.clone(),
             end,
@@ -564,8 +618,10 @@ impl Store {
     pub fn stream_version(&self, stream: &str) -> Option<u64> {
         let head = self.shared.head();
         let state = self.shared.state();
-        let mut version = state.index.last_version(stream)?;
-        if state.index.last_position(stream)? < head {
+        // A damaged index answers `None` here; appends and reads of the stream report the damage.
+        let tail = state.index.tail(&state.log, stream).ok()??;
+        let mut version = tail.version;
+        if tail.position < head {
             return Some(version);
         }
         // The index also holds written events not yet visible (waiting for their sync): step back past them.
@@ -573,7 +629,7 @@ impl Store {
         // process and are checked before their positions are trusted.
         loop {
             version = version.checked_sub(1)?;
-            let at = state.index.location(stream, version)?;
+            let at = state.index.location(&state.log, stream, version).ok()??;
             let position = state.log.segment(at.segment()).and_then(|s| s.event_at(at.offset() as usize).ok());
             match position {
                 Some(f) if f.position >= head => continue,
@@ -581,6 +637,27 @@ impl Store {
                 _ => return Some(version),
             }
         }
+    }
+
+    /// Reads the whole log and checks it: every frame's checksum, position and batch, every sealed segment's
+    /// footer, every index file's checksum, and that the index puts every event where it is. Returns what it
+    /// checked, or the first damage found as [`Error::Corrupt`] (file, offset, what was expected).
+    ///
+    /// Open does not re-read the indexed part of the log (that would make it proportional to the size of the
+    /// store); run this after a hardware incident, on a schedule, or from `annals verify`. It reads with `pread`,
+    /// so a disk error is an [`Error::Io`], and runs alongside appends and reads.
+    ///
+    /// ```
+    /// use annals::{ExpectedVersion, NewEvent, Store};
+    /// let dir = tempfile::tempdir()?;
+    /// let store = Store::open(dir.path())?;
+    /// store.append("s", ExpectedVersion::Any, &[NewEvent::new("E", "x"), NewEvent::new("E", "y")])?;
+    /// let report = store.verify()?;
+    /// assert_eq!((report.segments, report.events), (1, 2));
+    /// # Ok::<(), annals::Error>(())
+    /// ```
+    pub fn verify(&self) -> Result<crate::VerifyReport> {
+        crate::verify::verify(&self.shared)
     }
 
     /// The position the next event will get: just past the last committed event.
@@ -620,6 +697,8 @@ impl Store {
             syncs,
             synced_appends,
             sync_average_us: sync_average.as_micros() as u64,
+            index_chunks: state.index.chunk_count() as u64,
+            index_memtable_events: state.index.memtable_events(),
         }
     }
 
@@ -670,6 +749,10 @@ pub struct StoreStats {
     pub synced_appends: u64,
     /// Moving average of the duration of recent syncs, in microseconds.
     pub sync_average_us: u64,
+    /// Chunk index files: the stream index on disk.
+    pub index_chunks: u64,
+    /// Events held in the index's memtables (heap) until the next index checkpoint writes them to disk.
+    pub index_memtable_events: u64,
 }
 
 /// The events of one stream, oldest first, up to the head as of its creation. Returned by
@@ -839,7 +922,7 @@ fn validate_stream_name(stream: &str) -> Result<()> {
 
 /// Decides one part of an append: the optimistic-concurrency check and the idempotent-retry rules.
 fn decide(state: &State, part: &StreamAppend<'_>) -> Result<Decision> {
-    let tail = state.index.tail(part.stream);
+    let tail = state.index.tail(&state.log, part.stream)?;
     let actual = tail.map(|t| t.version);
     let n = part.events.len() as u64;
     let conflict = || Error::WrongExpectedVersion { stream: part.stream.to_owned(), expected: part.expected, actual };
@@ -880,7 +963,7 @@ fn decide(state: &State, part: &StreamAppend<'_>) -> Result<Decision> {
 /// the append that wrote them.
 fn retry_of(state: &State, part: &StreamAppend<'_>, start: u64) -> Result<Option<AppendResult>> {
     let frame_of = |version: u64, verify: bool| -> Result<Option<frame::Frame>> {
-        let Some(at) = state.index.location(part.stream, version) else { return Ok(None) };
+        let Some(at) = state.index.location(&state.log, part.stream, version)? else { return Ok(None) };
         let segment = state
             .log
             .segment(at.segment())
@@ -907,7 +990,7 @@ fn retry_of(state: &State, part: &StreamAppend<'_>, start: u64) -> Result<Option
     for (version, e) in (start..).zip(part.events) {
         let f = frame_of(version, true)?.expect("present above");
         if f.version != version || f.id != *e.id().as_bytes() {
-            let at = state.index.location(part.stream, version).expect("present above");
+            let at = state.index.location(&state.log, part.stream, version)?.expect("present above");
             let path = state.log.segment(at.segment()).map(|s| s.path().to_path_buf()).unwrap_or_default();
             return Err(Error::corrupt(
                 path,
@@ -988,58 +1071,95 @@ struct Recovered {
     next_segment_number: u64,
 }
 
-/// Opens every segment in order, rebuilds the index, and decides the tail (RELIABILITY.md rule 7; the table of
-/// cases is in docs/DESIGN.md).
-fn recover(fs: &dyn FileSystem, dir: &Path, names: &[String]) -> Result<Recovered> {
+/// Opens every segment in order, opens the stream index (or rebuilds it), reads the log past what the index
+/// holds, and decides the tail (RELIABILITY.md rule 7; the table of cases is in docs/DESIGN.md). Segments wholly
+/// below the indexed end are mapped and their headers checked, not read.
+fn recover(fs: &Arc<dyn FileSystem>, dir: &Path, names: &[String], options: &Options) -> Result<Recovered> {
     let mut firsts: Vec<u64> = names.iter().filter_map(|n| segment::parse_file_name(n)).collect();
     firsts.sort_unstable();
-    let mut state = State { log: LogMap::default(), index: StreamIndex::new() };
-    let mut next_position = 0u64;
-    let mut tail: Option<(Arc<Segment>, u64)> = None;
-    let mut i = 0;
-    while i < firsts.len() {
-        let path = dir.join(segment::file_name(firsts[i]));
-        let segment = Arc::new(Segment::open(fs, &path)?);
+    if u32::try_from(firsts.len()).is_err() {
+        return Err(Error::corrupt(dir, 0, "more than 2^32 segments"));
+    }
+    let mut log = LogMap::default();
+    for (i, first) in firsts.iter().enumerate() {
+        let path = dir.join(segment::file_name(*first));
+        let segment = Arc::new(Segment::open(&**fs, &path)?);
         let h = segment.header();
-        if h.segment_number != i as u64 || h.first_position != firsts[i] || h.first_position != next_position {
+        if h.segment_number != i as u64 || h.first_position != *first {
             return Err(Error::corrupt(
                 &path,
                 0,
                 format!(
-                    "segment header says number {} first position {}; expected number {i} first position {next_position} (file name says {})",
-                    h.segment_number, h.first_position, firsts[i]
+                    "segment header says number {} first position {}; expected number {i} (file name says first position {first})",
+                    h.segment_number, h.first_position
                 ),
             ));
         }
-        if u32::try_from(i).is_err() {
-            return Err(Error::corrupt(&path, 0, "more than 2^32 segments"));
+        log.push_segment(segment);
+    }
+    let (index, start) =
+        StreamIndex::open(fs.clone(), dir, names, &log, options.stream_hash_bits, options.index_checkpoint_bytes)?;
+    let mut state = State { log, index };
+    let (mut i, mut offset) = match start.at {
+        Some((segment, offset)) => (segment as usize, offset),
+        None => match firsts.iter().position(|&f| f == start.position) {
+            Some(i) => (i, segment_header::SIZE_BYTES as u64),
+            None if firsts.is_empty() || firsts.last() < Some(&start.position) => (firsts.len(), 0),
+            None => {
+                return Err(Error::corrupt(
+                    dir,
+                    0,
+                    format!("the index ends at position {}, where no segment starts", start.position),
+                ))
+            }
+        },
+    };
+    let mut next_position = start.position;
+    let mut tail: Option<(Arc<Segment>, u64)> = None;
+    while i < firsts.len() {
+        let segment = state.log.segments()[i].clone();
+        let path = segment.path().to_path_buf();
+        if offset == segment_header::SIZE_BYTES as u64 && segment.first_position() != next_position {
+            return Err(Error::corrupt(
+                &path,
+                0,
+                format!("segment starts at position {}, expected {next_position}", segment.first_position()),
+            ));
         }
-        state.log.push_segment(segment.clone());
         let scan = {
             let State { log, index } = &mut state;
-            recovery::scan_segment(&segment, |ev| {
+            recovery::scan_segment(&segment, offset, next_position, |ev| {
                 let at = Location::new(i as u32, ev.offset as u32);
-                index.push(ev.stream, ev.frame.version, ev.frame.position, ev.frame.id, at).map_err(|gap| {
-                    Error::corrupt(
-                        &path,
-                        ev.offset,
-                        format!("stream {:?} has version {}, expected {}", ev.stream, gap.found, gap.expected),
-                    )
-                })?;
                 log.note_event(i as u32, ev.frame.position, ev.offset as u32);
-                Ok(())
+                let bytes = u64::from(ev.frame.frame_bytes);
+                index.push(log, ev.stream, ev.frame.version, ev.frame.position, ev.frame.id, at, bytes).map_err(|e| {
+                    match e {
+                        PushError::Gap { expected, found } => Error::corrupt(
+                            &path,
+                            ev.offset,
+                            format!("stream {:?} has version {found}, expected {expected}", ev.stream),
+                        ),
+                        PushError::Corrupt(e) => e,
+                    }
+                })
             })?
         };
         next_position = scan.next_position;
         let is_last = i + 1 == firsts.len();
         if scan.sealed {
+            // Everything in a sealed segment is durable: the index may take it now, which keeps the memory of a
+            // rebuild bounded.
+            if state.index.wants_checkpoint() {
+                state.index.checkpoint_now(&state.log, false)?;
+            }
             i += 1;
+            offset = segment_header::SIZE_BYTES as u64;
             continue;
         }
         if !is_last {
             // An unsealed segment followed by others: legitimate only when a crash hit while the next segment
             // was being prepared, before anything was written to it. Then the later segments are empty.
-            if !later_segments_empty(fs, dir, &firsts[i + 1..], next_position)? {
+            if !later_segments_empty(&**fs, dir, &firsts[i + 1..], next_position)? {
                 let (offset, why) = scan.stop.clone().unwrap_or((scan.end_offset, Stop::Empty));
                 return Err(Error::corrupt(
                     &path,
@@ -1051,9 +1171,14 @@ fn recover(fs: &dyn FileSystem, dir: &Path, names: &[String]) -> Result<Recovere
                 fs.remove_file(&dir.join(segment::file_name(*first)))?;
             }
             fs.sync_dir(dir)?;
+            state.log.truncate(i + 1);
         }
-        tail = Some((segment.clone(), recover_tail(&segment, &scan)?));
+        tail = Some((segment.clone(), recover_tail(&segment, &scan, offset)?));
         i = firsts.len();
+    }
+    // The replayed tail is durable now (recover_tail synced it): a large one goes to the indexer at once.
+    if state.index.wants_checkpoint() {
+        state.index.freeze();
     }
     let next_segment_number = state.log.segments().len() as u64;
     Ok(Recovered { state, tail, next_position, next_segment_number })
@@ -1061,7 +1186,7 @@ fn recover(fs: &dyn FileSystem, dir: &Path, names: &[String]) -> Result<Recovere
 
 /// Decides the end of the unsealed newest segment: cuts a torn tail (zeroing it and syncing) or reports
 /// corruption. Returns the offset where the next frame goes.
-fn recover_tail(segment: &Segment, scan: &recovery::Scan) -> Result<u64> {
+fn recover_tail(segment: &Segment, scan: &recovery::Scan, scanned_from: u64) -> Result<u64> {
     let path = segment.path();
     if let Some((offset, Stop::Misplaced(why))) = &scan.stop {
         return Err(Error::corrupt(path, *offset, why.clone()));
@@ -1088,8 +1213,9 @@ fn recover_tail(segment: &Segment, scan: &recovery::Scan) -> Result<u64> {
     // Whatever survived a crash of the process may still be only in the page cache: make it durable before
     // anything new vouches for it. After a failed sync (the fsyncgate study) the page cache may hold bytes marked
     // clean that never reached the disk and that no sync will write: rewrite what is kept first. After a clean
-    // close only the marker can be such a byte (close syncs before writing it); otherwise, the whole tail.
-    let header = segment_header::SIZE_BYTES as u64;
+    // close only the marker can be such a byte (close syncs before writing it); otherwise, the whole tail past
+    // what the index holds (the indexer takes only events a successful sync made durable).
+    let header = scanned_from.max(segment_header::SIZE_BYTES as u64);
     let marker_at = scan.end_offset.saturating_sub(frame::HEADER_BYTES as u64).max(header);
     let closed = segment
         .bytes()
@@ -1118,7 +1244,8 @@ fn later_segments_empty(fs: &dyn FileSystem, dir: &Path, firsts: &[u64], next_po
         if segment.first_position() > next_position {
             return Ok(false);
         }
-        let scan = recovery::scan_segment(&segment, |_| Ok(()))?;
+        let scan =
+            recovery::scan_segment(&segment, segment_header::SIZE_BYTES as u64, segment.first_position(), |_| Ok(()))?;
         if scan.events != 0 || scan.sealed || scan.nonzero_end > segment_header::SIZE_BYTES as u64 {
             return Ok(false);
         }

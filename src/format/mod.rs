@@ -7,8 +7,10 @@
 //! - [`store_file`](crate::format::store_file): the `ANNALS` file that marks a folder as a store and records its format version.
 //! - [`segment_header`](crate::format::segment_header): the 64-byte header at the start of every segment file.
 //! - [`frame`](crate::format::frame): record frames (events, clean-close markers, segment footers), 16-byte aligned, checksummed.
+//! - [`index`](crate::format::index): the chunk index files and the stream directory.
 
 pub mod frame;
+pub mod index;
 pub mod segment_header;
 pub mod store_file;
 

@@ -76,6 +76,19 @@ pub trait FileSystem: Send + Sync + Debug {
     fn sync_dir(&self, path: &Path) -> io::Result<()>;
     /// Takes an exclusive, non-blocking lock on `path` (created if missing). `Ok(None)` if someone holds it.
     fn try_lock(&self, path: &Path) -> io::Result<Option<Box<dyn LockGuard>>>;
+    /// An id of the current boot of the operating system: the page cache (and so every write not yet synced)
+    /// survives exactly as long as this stays the same. All zeros if unknown (then nothing is trusted across
+    /// opens that a sync did not make durable).
+    fn boot_id(&self) -> [u8; 16] {
+        linux_boot_id().unwrap_or([0; 16])
+    }
+}
+
+/// Linux's boot id (`/proc/sys/kernel/random/boot_id`, a UUID made at each boot).
+fn linux_boot_id() -> Option<[u8; 16]> {
+    let text = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok()?;
+    let id = uuid::Uuid::parse_str(text.trim()).ok()?;
+    Some(*id.as_bytes()).filter(|b| *b != [0; 16])
 }
 
 /// The operating system's file system, with `memmap2` for mappings.

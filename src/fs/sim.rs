@@ -443,6 +443,8 @@ struct Inner {
     frozen: Vec<(CrashPoint, Frozen)>,
     /// After an armed crash: every operation fails.
     halted: bool,
+    /// Which boot of the simulated machine this is: a crash image of a power loss starts the next one.
+    boot: u64,
 }
 
 fn root() -> PathBuf {
@@ -484,6 +486,7 @@ impl Inner {
             freeze_after: Default::default(),
             frozen: Vec::new(),
             halted: false,
+            boot: 1,
         }
     }
 
@@ -639,7 +642,7 @@ impl Inner {
                 }
             }
         }
-        Ok(Frozen { durable_names: self.durable_names.clone(), pending: self.pending.clone(), files })
+        Ok(Frozen { durable_names: self.durable_names.clone(), pending: self.pending.clone(), files, boot: self.boot })
     }
 }
 
@@ -667,6 +670,7 @@ pub struct Frozen {
     durable_names: BTreeMap<PathBuf, Node>,
     pending: Vec<DirOp>,
     files: HashMap<u64, FrozenFile>,
+    boot: u64,
 }
 
 impl Frozen {
@@ -759,6 +763,8 @@ impl Frozen {
                 }
             }
             o.durable_names = o.names.clone();
+            // Only a crash of the process keeps the machine running: anything else is a new boot.
+            o.boot = if mode == CrashMode::PROCESS { self.boot } else { self.boot + 1 };
         }
         Ok(out)
     }
@@ -952,6 +958,13 @@ impl SimFs {
 }
 
 impl FileSystem for SimFs {
+    fn boot_id(&self) -> [u8; 16] {
+        let mut id = [0u8; 16];
+        id[..8].copy_from_slice(&self.lock().boot.to_le_bytes());
+        id[8..].copy_from_slice(b"sim-boot");
+        id
+    }
+
     fn create_dir_all(&self, path: &Path) -> io::Result<()> {
         let path = norm(path);
         self.op(Op::CreateDir, &path, |g| {

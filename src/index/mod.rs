@@ -1,24 +1,47 @@
-//! The stream index: for every stream, where each of its events is in the log.
+//! The stream index: for every stream, its last version and where each of its events is in the log.
 //!
-//! This is the only module that knows how streams are found. Its interface is narrow on purpose (look up a
-//! stream's last version, the location of one version, the locations from a version on; record a new event)
-//! so that the persistent, memory-mapped index of a later issue can replace this in-memory one without
-//! touching the rest of the store. For now the index is rebuilt by the scan at open and kept on the heap:
-//! eight bytes per event plus the stream name and a hash-map entry per stream.
+//! Three layers, newest first (docs/DESIGN.md, "The stream index"):
+//! - the **active memtable** (heap): the events appended since the last checkpoint, per stream;
+//! - at most one **frozen memtable** (heap, immutable): the previous checkpoint's events, being written to disk by
+//!   the indexer thread;
+//! - the **chunk index files** (mapped, immutable: stream -> versions -> segment offsets, per chunk of positions)
+//!   and the **stream directory** (mapped hash table: stream -> last version, last position).
+//!
+//! A lookup tries the layers in that order; a stream read walks back from the newest layer holding the stream
+//! through the chunks that hold it (each chunk entry names the position of the stream's previous event), so it
+//! touches only chunks that hold the stream. The heap holds only the memtables, which a checkpoint empties
+//! every [`CHECKPOINT_LOG_BYTES`] of log: memory does not grow with the number of events or streams.
+
+pub mod chunks;
+pub mod directory;
 
 use std::collections::HashMap;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use foldhash::fast::RandomState;
+use smallvec::SmallVec;
 
+use crate::format::frame::{self, Frame};
+use crate::format::index::{self as layout, ChunkHeader, ChunkStream, Slot, NO_CHUNK, SPARSE_EVERY};
+use crate::fs::{self, FileSystem};
+use crate::log::reader::LogMap;
 use crate::log::Location;
+use crate::{Error, Result};
 
-/// One stream: the location of each of its versions, and the position of its newest event.
-#[derive(Default)]
-struct StreamEntry {
-    locations: Vec<Location>,
-    last_position: u64,
-    last_id: [u8; 16],
-}
+use chunks::{Chunk, Expect};
+use directory::Directory;
+
+/// By default the active memtable is frozen and written to disk once it covers this many bytes of log. This
+/// bounds the heap memory of the index and the log an open re-reads after a crash.
+pub const CHECKPOINT_LOG_BYTES: u64 = 16 << 20;
+/// The directory is synced (so a power loss does not need the chunks applied since) after this much log.
+const DIRECTORY_SYNC_LOG_BYTES: u64 = 256 << 20;
+
+/// A file whose presence makes the next open rebuild the index from the log: written when damage to an index
+/// file is found after open (a chunk is verified on first use).
+pub const REBUILD_MARKER: &str = "index.rebuild";
 
 /// What the append path needs to know of a stream, from one lookup.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,102 +54,744 @@ pub struct StreamTail {
     pub id: [u8; 16],
 }
 
-/// Stream name -> the location of each of its versions. Hashed with foldhash (randomly seeded per index, so
-/// stream names chosen by an attacker cannot force collisions cheaply), several times faster than SipHash on
-/// short names, which matters on the append path.
-#[derive(Default)]
-pub struct StreamIndex {
-    streams: HashMap<Box<str>, StreamEntry, RandomState>,
+/// Why an event could not be recorded.
+#[derive(Debug)]
+pub enum PushError {
+    /// Its version does not follow the stream's last one.
+    Gap { expected: u64, found: u64 },
+    /// The index itself is damaged.
+    Corrupt(Error),
 }
 
-/// The index was asked to record an event whose version does not follow the stream's last one.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct VersionGap {
-    pub expected: u64,
-    pub found: u64,
+/// One stream's events in a memtable.
+struct MemStream {
+    hash: u64,
+    first_version: u64,
+    /// Position of the stream's last event before this memtable, or [`NO_CHUNK`].
+    prev_position: u64,
+    /// (position, location) of each event, in version order.
+    events: SmallVec<[(u64, Location); 2]>,
+    last_id: [u8; 16],
+}
+
+impl MemStream {
+    fn tail(&self) -> StreamTail {
+        let (position, _) = *self.events.last().expect("a memtable stream has events");
+        StreamTail { version: self.first_version + self.events.len() as u64 - 1, position, id: self.last_id }
+    }
+}
+
+/// The events of a run of positions `[first_position, end_position)`, per stream.
+pub struct MemTable {
+    first_position: u64,
+    end_position: u64,
+    log_bytes: u64,
+    streams: HashMap<Box<str>, MemStream, RandomState>,
+    /// Each segment the memtable's events are in, with the offset just past its last event there.
+    segment_ends: SmallVec<[(u32, u64); 2]>,
+}
+
+impl MemTable {
+    fn new(first_position: u64) -> MemTable {
+        MemTable {
+            first_position,
+            end_position: first_position,
+            log_bytes: 0,
+            streams: HashMap::default(),
+            segment_ends: SmallVec::new(),
+        }
+    }
+
+    pub fn end_position(&self) -> u64 {
+        self.end_position
+    }
+
+    fn is_empty(&self) -> bool {
+        self.end_position == self.first_position
+    }
+}
+
+/// A chunk file built from a memtable, ready to write.
+pub struct BuiltChunk {
+    pub header: ChunkHeader,
+    pub bytes: Vec<u8>,
+}
+
+/// Where recovery must start reading the log: everything before is in the index files.
+#[derive(Debug, Clone, Copy)]
+pub struct ScanStart {
+    pub position: u64,
+    /// The segment (number) and offset where the last indexed event ends, if anything is indexed (else the scan
+    /// starts at the segment that begins at `position`).
+    pub at: Option<(u32, u64)>,
+}
+
+pub struct StreamIndex {
+    fs: Arc<dyn FileSystem>,
+    dir: PathBuf,
+    hash_key: u64,
+    hash_bits: u32,
+    boot_id: [u8; 16],
+    active: MemTable,
+    frozen: Option<Arc<MemTable>>,
+    chunks: Vec<Arc<Chunk>>,
+    directory: Directory,
+    log_since_directory_sync: u64,
+    rebuild_marked: std::sync::atomic::AtomicBool,
+    checkpoint_bytes: u64,
+}
+
+/// The event frame at `at` and its stream name, read without verifying the checksum (the callers compare the
+/// name and the position and version it claims; a damaged frame fails those or the read that follows).
+fn frame_at(log: &LogMap, at: Location) -> Result<(Frame, &str)> {
+    let segment = log
+        .segment(at.segment())
+        .ok_or_else(|| Error::corrupt(PathBuf::new(), 0, format!("index names missing segment {}", at.segment())))?;
+    let bytes = segment.bytes().get(at.offset() as usize..).unwrap_or_default();
+    let bad = |why: String| Error::corrupt(segment.path(), at.offset() as u64, why);
+    let f = frame::decode_unverified(bytes).map_err(|e| bad(format!("index points at no frame: {e}")))?;
+    let name = bytes
+        .get(f.stream_at()..f.stream_at() + f.stream_bytes as usize)
+        .and_then(|b| std::str::from_utf8(b).ok())
+        .ok_or_else(|| bad("index points at a frame without a valid stream name".into()))?;
+    Ok((f, name))
 }
 
 impl StreamIndex {
-    pub fn new() -> StreamIndex {
-        StreamIndex::default()
+    fn hash(&self, stream: &str) -> u64 {
+        layout::stream_hash(stream, self.hash_key, self.hash_bits)
     }
 
-    /// The stream's last version, `None` if it has no events.
-    pub fn last_version(&self, stream: &str) -> Option<u64> {
-        self.streams.get(stream).and_then(|e| (e.locations.len() as u64).checked_sub(1))
-    }
-
-    /// Where the event `version` of `stream` is.
-    pub fn location(&self, stream: &str, version: u64) -> Option<Location> {
-        let e = self.streams.get(stream)?;
-        e.locations.get(usize::try_from(version).ok()?).copied()
-    }
-
-    /// The locations of the stream's events from `from_version` on (empty if none).
-    pub fn locations_from(&self, stream: &str, from_version: u64) -> &[Location] {
-        let Some(e) = self.streams.get(stream) else { return &[] };
-        let from = usize::try_from(from_version).unwrap_or(usize::MAX).min(e.locations.len());
-        &e.locations[from..]
+    /// The stream's newest event as the directory records it, checked against the log.
+    ///
+    /// A slot is the stream's only if the frame it points at names the stream. A slot written after the
+    /// directory's last sync may be torn by a power loss; such slots belong to streams whose chunks the next
+    /// open applies again (rewriting or replacing them), so a slot that points at no valid frame is skipped as
+    /// someone else's. One that points at the stream's frame but disagrees with it is damage.
+    fn directory_tail(&self, log: &LogMap, stream: &str) -> Result<Option<(StreamTail, Location)>> {
+        let hash = self.hash(stream);
+        let mut found = None;
+        self.directory.find(hash, |slot| {
+            let at = Location::new(slot.last_segment, slot.last_offset);
+            let Ok((f, name)) = frame_at(log, at) else { return Ok(false) };
+            if name != stream {
+                return Ok(false);
+            }
+            if f.position != slot.last_position || f.version != slot.last_version {
+                // Damage in the log (report the frame) or in the directory (report the slot).
+                if let Some(segment) = log.segment(at.segment()) {
+                    segment.event_at(at.offset() as usize)?;
+                }
+                return Err(Error::corrupt(
+                    self.dir.join(directory::FILE_NAME),
+                    0,
+                    format!("the directory slot of {stream:?} disagrees with the log"),
+                ));
+            }
+            found = Some((StreamTail { version: f.version, position: f.position, id: f.id }, at));
+            Ok(true)
+        })?;
+        Ok(found)
     }
 
     /// The stream's newest event, `None` if it has none.
-    pub fn tail(&self, stream: &str) -> Option<StreamTail> {
-        let e = self.streams.get(stream)?;
-        let version = (e.locations.len() as u64).checked_sub(1)?;
-        Some(StreamTail { version, position: e.last_position, id: e.last_id })
+    pub fn tail(&self, log: &LogMap, stream: &str) -> Result<Option<StreamTail>> {
+        if let Some(m) = self.active.streams.get(stream) {
+            return Ok(Some(m.tail()));
+        }
+        if let Some(m) = self.frozen.as_ref().and_then(|f| f.streams.get(stream)) {
+            return Ok(Some(m.tail()));
+        }
+        Ok(self.directory_tail(log, stream)?.map(|(t, _)| t))
     }
 
-    /// The position of the stream's newest event, `None` if it has none.
-    pub fn last_position(&self, stream: &str) -> Option<u64> {
-        self.streams.get(stream).filter(|e| !e.locations.is_empty()).map(|e| e.last_position)
+    /// The chunk holding `position` (below the indexed end).
+    fn chunk_for(&self, position: u64) -> Option<&Arc<Chunk>> {
+        let i = self.chunks.partition_point(|c| c.first_position() <= position).checked_sub(1)?;
+        let c = &self.chunks[i];
+        (position < c.end_position()).then_some(c)
     }
 
-    /// Records that `stream`'s event `version`, at `position`, is at `location`. Versions must arrive in order
-    /// from 0, and positions in increasing order.
+    /// A chunk's mapped, verified bytes. Damage found here is reported, and marks the index for a rebuild at the
+    /// next open.
+    fn chunk_bytes<'a>(&self, log: &LogMap, chunk: &'a Chunk) -> Result<(&'a [u8], &'a ChunkHeader)> {
+        let r = chunk.get(&*self.fs, Self::segment_of(log));
+        if r.is_err() && !self.rebuild_marked.swap(true, std::sync::atomic::Ordering::Relaxed) {
+            // Best effort: if even this fails, the damage is still reported, and found again next time.
+            let _ = fs::write_file_atomic(&*self.fs, &self.dir, REBUILD_MARKER, b"an index file is damaged\n");
+        }
+        r
+    }
+
+    fn segment_of(log: &LogMap) -> impl Fn(u64) -> Option<(u64, u64)> + '_ {
+        |number| {
+            let s = log.segment(u32::try_from(number).ok()?)?;
+            Some((s.first_position(), s.salt()))
+        }
+    }
+
+    /// The locations of the stream's events from `from_version` on, oldest first.
+    pub fn locations_from(&self, log: &LogMap, stream: &str, from_version: u64) -> Result<Vec<Location>> {
+        // Pieces newest first; each piece oldest first.
+        let mut pieces: SmallVec<[Vec<Location>; 4]> = SmallVec::new();
+        let mut prev = NO_CHUNK;
+        let from_mem = |m: &MemStream, pieces: &mut SmallVec<[Vec<Location>; 4]>| {
+            let skip = from_version.saturating_sub(m.first_version).min(m.events.len() as u64) as usize;
+            pieces.push(m.events[skip..].iter().map(|e| e.1).collect());
+            if m.first_version > from_version {
+                m.prev_position
+            } else {
+                NO_CHUNK
+            }
+        };
+        let frozen = self.frozen.as_deref();
+        if let Some(m) = self.active.streams.get(stream) {
+            prev = from_mem(m, &mut pieces);
+        } else if let Some(m) = frozen.and_then(|f| f.streams.get(stream)) {
+            prev = from_mem(m, &mut pieces);
+        } else if let Some((t, _)) = self.directory_tail(log, stream)? {
+            if t.version >= from_version {
+                prev = t.position;
+            }
+        }
+        let hash = self.hash(stream);
+        while prev != NO_CHUNK {
+            if let Some(f) = frozen.filter(|f| prev >= f.first_position) {
+                let m = f.streams.get(stream).ok_or_else(|| self.broken_chain(stream, prev))?;
+                prev = from_mem(m, &mut pieces);
+                continue;
+            }
+            let chunk = self.chunk_for(prev).ok_or_else(|| self.broken_chain(stream, prev))?;
+            let (bytes, h) = self.chunk_bytes(log, chunk)?;
+            let segment = h.segment_number as u32;
+            let entry = chunks::find_stream(bytes, h, hash, |offset| {
+                Ok(frame_at(log, Location::new(segment, offset))?.1 == stream)
+            })?
+            .ok_or_else(|| self.broken_chain(stream, prev))?;
+            let mut piece = Vec::with_capacity(entry.count as usize);
+            chunks::locations(bytes, h, &entry, from_version, &mut piece);
+            pieces.push(piece);
+            prev = if entry.first_version > from_version { entry.prev_position } else { NO_CHUNK };
+        }
+        let mut out = Vec::with_capacity(pieces.iter().map(Vec::len).sum());
+        for p in pieces.iter().rev() {
+            out.extend_from_slice(p);
+        }
+        Ok(out)
+    }
+
+    fn broken_chain(&self, stream: &str, position: u64) -> Error {
+        Error::corrupt(
+            &self.dir,
+            0,
+            format!("the index has no entry for {stream:?} in the chunk holding position {position}"),
+        )
+    }
+
+    /// Where the event `version` of `stream` is.
+    pub fn location(&self, log: &LogMap, stream: &str, version: u64) -> Result<Option<Location>> {
+        for m in [Some(&self.active), self.frozen.as_deref()].into_iter().flatten() {
+            if let Some(s) = m.streams.get(stream) {
+                if version >= s.first_version {
+                    return Ok(s.events.get((version - s.first_version) as usize).map(|e| e.1));
+                }
+            }
+        }
+        Ok(self.locations_from(log, stream, version)?.first().copied())
+    }
+
+    /// An offset at or before `position`'s frame in the segment holding it, from the chunk files.
+    pub fn seek(&self, log: &LogMap, position: u64) -> Option<(u32, u32)> {
+        let chunk = self.chunk_for(position)?;
+        let (bytes, h) = self.chunk_bytes(log, chunk).ok()?;
+        Some((h.segment_number as u32, chunks::seek(bytes, h, position)?))
+    }
+
+    /// Records that `stream`'s event `version`, at `position`, is at `location` and takes `frame_bytes`.
+    /// Versions must follow the stream's last one; positions arrive in order without gaps.
+    #[allow(clippy::too_many_arguments)]
     pub fn push(
         &mut self,
+        log: &LogMap,
         stream: &str,
         version: u64,
         position: u64,
         id: [u8; 16],
         location: Location,
-    ) -> Result<(), VersionGap> {
-        let entry = match self.streams.get_mut(stream) {
-            Some(v) => v,
-            None => self.streams.entry(stream.into()).or_default(),
-        };
-        if entry.locations.len() as u64 != version {
-            return Err(VersionGap { expected: entry.locations.len() as u64, found: version });
+        frame_bytes: u64,
+    ) -> std::result::Result<(), PushError> {
+        debug_assert_eq!(position, self.active.end_position);
+        if let Some(m) = self.active.streams.get_mut(stream) {
+            let expected = m.first_version + m.events.len() as u64;
+            if expected != version {
+                return Err(PushError::Gap { expected, found: version });
+            }
+            m.events.push((position, location));
+            m.last_id = id;
+        } else {
+            let before = match self.frozen.as_ref().and_then(|f| f.streams.get(stream)) {
+                Some(m) => Some(m.tail()),
+                None => self.directory_tail(log, stream).map_err(PushError::Corrupt)?.map(|(t, _)| t),
+            };
+            let expected = before.map_or(0, |t| t.version + 1);
+            if expected != version {
+                return Err(PushError::Gap { expected, found: version });
+            }
+            let hash = self.hash(stream);
+            let mut events = SmallVec::new();
+            events.push((position, location));
+            let prev_position = before.map_or(NO_CHUNK, |t| t.position);
+            self.active
+                .streams
+                .insert(stream.into(), MemStream { hash, first_version: version, prev_position, events, last_id: id });
         }
-        debug_assert!(entry.locations.is_empty() || position > entry.last_position);
-        entry.locations.push(location);
-        entry.last_position = position;
-        entry.last_id = id;
+        let m = &mut self.active;
+        m.end_position = position + 1;
+        m.log_bytes += frame_bytes;
+        let end = location.offset() as u64 + frame_bytes;
+        match m.segment_ends.last_mut() {
+            Some((s, e)) if *s == location.segment() => *e = end,
+            _ => m.segment_ends.push((location.segment(), end)),
+        }
         Ok(())
     }
-}
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+    /// True if the active memtable is due for a checkpoint.
+    pub fn wants_checkpoint(&self) -> bool {
+        self.active.log_bytes >= self.checkpoint_bytes
+    }
 
-    #[test]
-    fn versions_are_recorded_in_order() {
-        let mut ix = StreamIndex::new();
-        assert_eq!(ix.last_version("a"), None);
-        ix.push("a", 0, 0, [1; 16], Location::new(0, 64)).unwrap();
-        ix.push("b", 0, 1, [2; 16], Location::new(0, 200)).unwrap();
-        ix.push("a", 1, 2, [3; 16], Location::new(1, 64)).unwrap();
-        assert_eq!(ix.last_position("a"), Some(2));
-        assert_eq!(ix.last_position("c"), None);
-        assert_eq!(ix.tail("a"), Some(StreamTail { version: 1, position: 2, id: [3; 16] }));
-        assert_eq!(ix.tail("c"), None);
-        assert_eq!(ix.last_version("a"), Some(1));
-        assert_eq!(ix.location("a", 1), Some(Location::new(1, 64)));
-        assert_eq!(ix.location("a", 2), None);
-        assert_eq!(ix.locations_from("a", 1), &[Location::new(1, 64)]);
-        assert!(ix.locations_from("a", u64::MAX).is_empty());
-        assert_eq!(ix.push("a", 5, 3, [4; 16], Location::new(1, 99)), Err(VersionGap { expected: 2, found: 5 }));
-        assert_eq!(ix.last_version("b"), Some(0));
+    /// Freezes the active memtable for the indexer, if it has events and no other is frozen. Returns the frozen
+    /// memtable's end position if it froze one.
+    pub fn freeze(&mut self) -> Option<u64> {
+        if self.frozen.is_some() || self.active.is_empty() {
+            return None;
+        }
+        let end = self.active.end_position;
+        let m = std::mem::replace(&mut self.active, MemTable::new(end));
+        self.frozen = Some(Arc::new(m));
+        Some(end)
+    }
+
+    /// The frozen memtable, if any.
+    pub fn frozen(&self) -> Option<Arc<MemTable>> {
+        self.frozen.clone()
+    }
+
+    /// Builds the chunk files of a memtable: one per segment its events are in.
+    pub fn build_chunks(&self, log: &LogMap, m: &MemTable) -> Result<Vec<BuiltChunk>> {
+        let mut out = Vec::new();
+        for (k, &(segment_number, end_offset)) in m.segment_ends.iter().enumerate() {
+            let segment = log
+                .segment(segment_number)
+                .ok_or_else(|| Error::corrupt(&self.dir, 0, "memtable names a missing segment"))?;
+            let first = m.first_position.max(segment.first_position());
+            let end = match m.segment_ends.get(k + 1) {
+                Some(&(next, _)) => log.segment(next).map_or(m.end_position, |s| s.first_position()),
+                None => m.end_position,
+            };
+            let count = (end - first) as usize;
+            let mut entries: Vec<(ChunkStream, u64, SmallVec<[u32; 2]>)> = Vec::new();
+            let mut by_position = vec![u32::MAX; count];
+            for s in m.streams.values() {
+                let i0 = s.events.partition_point(|e| e.1.segment() < segment_number);
+                let i1 = s.events.partition_point(|e| e.1.segment() <= segment_number);
+                if i0 == i1 {
+                    continue;
+                }
+                let evs = &s.events[i0..i1];
+                for &(p, at) in evs {
+                    by_position[(p - first) as usize] = at.offset();
+                }
+                let entry = ChunkStream {
+                    hash: s.hash,
+                    first_version: s.first_version + i0 as u64,
+                    last_position: evs[evs.len() - 1].0,
+                    prev_position: if i0 == 0 { s.prev_position } else { s.events[i0 - 1].0 },
+                    events_at: 0,
+                    count: evs.len() as u32,
+                };
+                entries.push((entry, evs[0].0, evs.iter().map(|e| e.1.offset()).collect()));
+            }
+            if by_position.contains(&u32::MAX) {
+                return Err(Error::corrupt(&self.dir, 0, "memtable has a hole in its positions"));
+            }
+            entries.sort_unstable_by_key(|e| (e.0.hash, e.1));
+            let mut streams = Vec::with_capacity(entries.len());
+            let mut offsets = Vec::with_capacity(count);
+            for (mut e, _, offs) in entries {
+                e.events_at = offsets.len() as u32;
+                offsets.extend_from_slice(&offs);
+                streams.push(e);
+            }
+            let sparse: Vec<u32> = by_position.iter().step_by(SPARSE_EVERY as usize).copied().collect();
+            let header = ChunkHeader {
+                file_bytes: 0,
+                segment_number: segment.number(),
+                segment_first_position: segment.first_position(),
+                segment_salt: segment.salt(),
+                first_position: first,
+                end_position: end,
+                end_offset,
+                hash_key: self.hash_key,
+                hash_bits: self.hash_bits,
+                stream_count: 0,
+            };
+            let bytes = layout::encode_chunk(header, &streams, &offsets, &sparse);
+            let header = layout::decode_chunk_header(&bytes, false).expect("just encoded");
+            out.push(BuiltChunk { header, bytes });
+        }
+        Ok(out)
+    }
+
+    /// Writes built chunk files durably (no lock needed: nothing reads them before [`StreamIndex::publish`]).
+    pub fn write_chunks(fs: &dyn FileSystem, dir: &Path, built: &[BuiltChunk]) -> io::Result<()> {
+        for c in built {
+            fs::write_file_atomic(fs, dir, &chunks::file_name(c.header.first_position), &c.bytes)?;
+        }
+        Ok(())
+    }
+
+    /// The directory needs to grow before `m`'s streams are applied: returns what the indexer needs to build the
+    /// larger table outside the lock.
+    pub fn directory_needs_growth(&self, m: &MemTable) -> bool {
+        self.directory.needs_growth(m.streams.len() as u64)
+    }
+
+    /// The directory as it is now, to grow it from (see [`directory::Snapshot`]).
+    pub fn directory_snapshot(&self) -> directory::Snapshot {
+        self.directory.snapshot()
+    }
+
+    /// The directory file, to sync it without holding the state lock.
+    pub fn directory_file(&self) -> Arc<dyn crate::fs::FileHandle> {
+        self.directory.file()
+    }
+
+    /// Records that the directory is durable through `applied` (after a sync of [`StreamIndex::directory_file`]).
+    pub fn directory_synced(&mut self, applied: u64) {
+        self.directory.set_synced(applied);
+        self.log_since_directory_sync = 0;
+    }
+
+    /// Every chunk below this position is applied to the directory.
+    pub fn applied_through(&self) -> u64 {
+        self.directory.header().applied_through
+    }
+
+    pub fn install_directory(&mut self, d: Directory) {
+        self.directory = d;
+    }
+
+    /// The names of a memtable's streams, for applying it in batches.
+    pub fn stream_names(m: &MemTable) -> Vec<&str> {
+        m.streams.keys().map(|k| &**k).collect()
+    }
+
+    /// Applies the newest event of each named stream of `m` to the directory.
+    pub fn apply(&mut self, log: &LogMap, m: &MemTable, names: &[&str]) -> Result<()> {
+        for name in names {
+            let s = &m.streams[*name];
+            let (last_position, at) = *s.events.last().expect("a memtable stream has events");
+            let slot = Slot {
+                hash: s.hash,
+                last_position,
+                last_version: s.first_version + s.events.len() as u64 - 1,
+                last_segment: at.segment(),
+                last_offset: at.offset(),
+            };
+            self.apply_slot(log, name, slot)?;
+        }
+        Ok(())
+    }
+
+    /// Sets the directory slot of `name` to `slot` unless it already records a later event. A slot of the stream
+    /// that disagrees with the frame it points at (torn by a power loss) is overwritten.
+    fn apply_slot(&mut self, log: &LogMap, name: &str, slot: Slot) -> Result<()> {
+        let mut consistent = true;
+        let found = self.directory.find(slot.hash, |s| {
+            let Ok((f, n)) = frame_at(log, Location::new(s.last_segment, s.last_offset)) else { return Ok(false) };
+            consistent = f.position == s.last_position && f.version == s.last_version;
+            Ok::<bool, Error>(n == name)
+        })?;
+        match found {
+            Some((_, s)) if consistent && s.last_position >= slot.last_position => {}
+            Some((i, _)) => self.directory.set(i, &slot, false),
+            None => {
+                let i = self.directory.free_slot(slot.hash);
+                self.directory.set(i, &slot, true);
+            }
+        }
+        Ok(())
+    }
+
+    /// Makes the written chunks of `m` part of the index and drops `m`. Returns true if the directory is due for
+    /// a sync.
+    pub fn publish(&mut self, m: &MemTable, built: &[BuiltChunk]) -> bool {
+        for c in built {
+            let h = c.header;
+            let expect = Expect {
+                first_position: h.first_position,
+                end_position: h.end_position,
+                hash_key: self.hash_key,
+                hash_bits: self.hash_bits,
+            };
+            let path = self.dir.join(chunks::file_name(h.first_position));
+            self.chunks.push(Arc::new(Chunk::new(path, expect)));
+        }
+        if self.frozen.as_ref().is_some_and(|f| f.first_position == m.first_position) {
+            self.frozen = None;
+        }
+        self.directory.set_applied(m.end_position, self.boot_id);
+        self.log_since_directory_sync += m.log_bytes;
+        self.log_since_directory_sync >= DIRECTORY_SYNC_LOG_BYTES
+    }
+
+    /// Syncs the directory (with no other thread using the index).
+    pub fn sync_directory(&mut self) -> io::Result<()> {
+        self.directory.sync()?;
+        self.log_since_directory_sync = 0;
+        Ok(())
+    }
+
+    /// The stream count a memtable adds at most to the directory.
+    pub fn memtable_streams(m: &MemTable) -> u64 {
+        m.streams.len() as u64
+    }
+
+    /// Freezes, builds, writes and applies everything in the active memtable at once (recovery and close, with
+    /// no other thread using the index; every event in it must be durable).
+    pub fn checkpoint_now(&mut self, log: &LogMap, sync_directory: bool) -> Result<()> {
+        loop {
+            let m = match self.frozen.clone() {
+                Some(m) => m,
+                None => {
+                    if self.freeze().is_none() {
+                        break;
+                    }
+                    self.frozen.clone().expect("just frozen")
+                }
+            };
+            let built = self.build_chunks(log, &m)?;
+            StreamIndex::write_chunks(&*self.fs, &self.dir, &built)?;
+            if self.directory_needs_growth(&m) {
+                let d = self.directory.snapshot().grown(&*self.fs, &self.dir, m.streams.len() as u64)?;
+                self.install_directory(d);
+            }
+            let names = StreamIndex::stream_names(&m);
+            self.apply(log, &m, &names)?;
+            self.publish(&m, &built);
+        }
+        if sync_directory {
+            self.sync_directory()?;
+        }
+        Ok(())
+    }
+
+    /// The chunks, oldest first (for verification).
+    pub fn chunks(&self) -> Vec<Arc<Chunk>> {
+        self.chunks.clone()
+    }
+
+    /// Checks that the chunk holding `position` says the event there (`stream`, `version`) is at `offset`: its
+    /// sparse map and its stream entry. Returns an explanation if not.
+    pub fn check_event(
+        &self,
+        log: &LogMap,
+        chunk: &Chunk,
+        position: u64,
+        stream: &str,
+        version: u64,
+        location: Location,
+    ) -> Result<Option<String>> {
+        let (bytes, h) = self.chunk_bytes(log, chunk)?;
+        if h.segment_number != location.segment() as u64 {
+            return Ok(Some(format!(
+                "position {position} is in segment {}, the index says {}",
+                location.segment(),
+                h.segment_number
+            )));
+        }
+        if (position - h.first_position).is_multiple_of(SPARSE_EVERY)
+            && chunks::seek(bytes, h, position) != Some(location.offset())
+        {
+            return Ok(Some(format!("the sparse map is wrong at position {position}")));
+        }
+        let segment = location.segment();
+        let entry = chunks::find_stream(bytes, h, self.hash(stream), |offset| {
+            Ok(frame_at(log, Location::new(segment, offset))?.1 == stream)
+        })?;
+        let Some(e) = entry else { return Ok(Some(format!("no entry for {stream:?}"))) };
+        if version < e.first_version || version - e.first_version >= e.count as u64 {
+            return Ok(Some(format!("the entry of {stream:?} does not hold version {version}")));
+        }
+        let mut at = Vec::new();
+        chunks::locations(bytes, h, &e, version, &mut at);
+        if at.first() != Some(&location) {
+            return Ok(Some(format!("the entry of {stream:?} puts version {version} elsewhere")));
+        }
+        Ok(None)
+    }
+
+    /// Heap bytes held by the memtables, roughly (for stats).
+    pub fn memtable_events(&self) -> u64 {
+        let f = self.frozen.as_ref().map_or(0, |f| f.end_position - f.first_position);
+        self.active.end_position - self.active.first_position + f
+    }
+
+    /// Number of chunk files.
+    pub fn chunk_count(&self) -> usize {
+        self.chunks.len()
+    }
+
+    /// Opens the index of a store whose segments are in `log` (mapped, headers checked). Applies chunk files not
+    /// yet in the directory, or rebuilds the index from nothing if its files are missing, stale or invalid.
+    /// Returns the index (its active memtable empty) and where the log must be read from.
+    pub fn open(
+        fs: Arc<dyn FileSystem>,
+        dir: &Path,
+        names: &[String],
+        log: &LogMap,
+        new_hash_bits: u32,
+        checkpoint_bytes: u64,
+    ) -> Result<(StreamIndex, ScanStart)> {
+        let boot_id = fs.boot_id();
+        let mut firsts: Vec<u64> = names.iter().filter_map(|n| chunks::parse_file_name(n)).collect();
+        firsts.sort_unstable();
+        let rebuild = names.iter().any(|n| n == REBUILD_MARKER);
+        match Directory::open(&*fs, dir)? {
+            Ok(_) if rebuild => {}
+            Ok(directory) => {
+                match Self::open_existing(fs.clone(), dir, &firsts, log, directory, boot_id, checkpoint_bytes)? {
+                    Ok(opened) => return Ok(opened),
+                    Err(_why) => {}
+                }
+            }
+            Err(_why) => {}
+        }
+        // Rebuild: nothing of the old index is trusted.
+        for first in &firsts {
+            fs.remove_file(&dir.join(chunks::file_name(*first)))?;
+        }
+        if rebuild {
+            fs.remove_file(&dir.join(REBUILD_MARKER))?;
+        }
+        let hash_key = u64::from_le_bytes(uuid::Uuid::new_v4().as_bytes()[..8].try_into().expect("8 bytes"));
+        let directory = Directory::create(&*fs, dir, hash_key, new_hash_bits)?;
+        let ix = StreamIndex {
+            fs,
+            dir: dir.to_path_buf(),
+            hash_key,
+            hash_bits: new_hash_bits,
+            boot_id,
+            active: MemTable::new(0),
+            frozen: None,
+            chunks: Vec::new(),
+            directory,
+            log_since_directory_sync: 0,
+            rebuild_marked: Default::default(),
+            checkpoint_bytes,
+        };
+        Ok((ix, ScanStart { position: 0, at: None }))
+    }
+
+    fn open_existing(
+        fs: Arc<dyn FileSystem>,
+        dir: &Path,
+        firsts: &[u64],
+        log: &LogMap,
+        directory: Directory,
+        boot_id: [u8; 16],
+        checkpoint_bytes: u64,
+    ) -> Result<std::result::Result<(StreamIndex, ScanStart), String>> {
+        let h = *directory.header();
+        let trusted = if h.boot_id == boot_id && boot_id != [0; 16] { h.applied_through } else { h.synced_through };
+        let mut ix = StreamIndex {
+            fs: fs.clone(),
+            dir: dir.to_path_buf(),
+            hash_key: h.hash_key,
+            hash_bits: h.hash_bits,
+            boot_id,
+            active: MemTable::new(trusted),
+            frozen: None,
+            chunks: Vec::new(),
+            directory,
+            log_since_directory_sync: 0,
+            rebuild_marked: Default::default(),
+            checkpoint_bytes,
+        };
+        let expect = |first: u64, end: u64| Expect {
+            first_position: first,
+            end_position: end,
+            hash_key: h.hash_key,
+            hash_bits: h.hash_bits,
+        };
+        // Chunks below the trusted point: listed, verified on first use.
+        let below = firsts.partition_point(|&f| f < trusted);
+        if below > 0 && firsts[0] != 0 {
+            return Ok(Err("the first chunk file is missing".into()));
+        }
+        if trusted > 0 && below == 0 {
+            return Ok(Err("the directory covers positions no chunk file holds".into()));
+        }
+        for i in 0..below {
+            let end = if i + 1 < below { firsts[i + 1] } else { trusted };
+            ix.chunks.push(Arc::new(Chunk::new(dir.join(chunks::file_name(firsts[i])), expect(firsts[i], end))));
+        }
+        let segment_of = Self::segment_of(log);
+        // The newest trusted chunk: verified now, for where its segment's scan resumes.
+        let mut at = None;
+        if let Some(last) = ix.chunks.last() {
+            match last.get(&*fs, &segment_of) {
+                Ok((_, lh)) => at = Some((lh.segment_number as u32, lh.end_offset)),
+                Err(e) => return Ok(Err(e.to_string())),
+            }
+        }
+        // Chunks written after it but not (durably) applied: verify and apply them, in order, while contiguous.
+        let mut end = trusted;
+        let mut applied = 0;
+        for (k, &first) in firsts[below..].iter().enumerate() {
+            let path = dir.join(chunks::file_name(first));
+            let verified = if first == end {
+                chunks::open_verified(&*fs, &path, expect(first, chunks::ANY_END), &segment_of).ok()
+            } else {
+                None
+            };
+            let Some((map, ch)) = verified else {
+                for f in &firsts[below + k..] {
+                    fs.remove_file(&dir.join(chunks::file_name(*f)))?;
+                }
+                fs.sync_dir(dir)?;
+                break;
+            };
+            let bytes = map.bytes();
+            let segment = ch.segment_number as u32;
+            for i in 0..ch.stream_count as usize {
+                let s = layout::chunk_stream(bytes, i);
+                let (_, offsets_at, _, _) = ch.layout();
+                let first_offset = crate::format::read_u32(bytes, offsets_at + s.events_at as usize * 4);
+                let last_offset = crate::format::read_u32(bytes, offsets_at + (s.events_at + s.count - 1) as usize * 4);
+                let name = frame_at(log, Location::new(segment, first_offset))?.1.to_owned();
+                let slot = Slot {
+                    hash: s.hash,
+                    last_position: s.last_position,
+                    last_version: s.first_version + s.count as u64 - 1,
+                    last_segment: segment,
+                    last_offset,
+                };
+                ix.apply_slot(log, &name, slot)?;
+            }
+            end = ch.end_position;
+            at = Some((segment, ch.end_offset));
+            ix.chunks.push(Arc::new(Chunk::verified(path, expect(first, end), map, ch)));
+            applied += 1;
+        }
+        if applied > 0 {
+            ix.directory.set_applied(end, boot_id);
+        }
+        ix.active = MemTable::new(end);
+        // The scan resumes where the last chunk ends, in its segment: at a footer if that segment is sealed (then
+        // it goes on with the next segment), which also tells an empty leftover segment from a real one.
+        Ok(Ok((ix, ScanStart { position: end, at })))
     }
 }

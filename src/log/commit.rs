@@ -69,6 +69,8 @@ struct CommitState {
     sync_average: Duration,
     last_sync_end: Instant,
     poisoned: Option<(io::ErrorKind, String)>,
+    /// Some caller has been told of the poisoning error (as `Error::Io`); later callers get `Error::Poisoned`.
+    reported: bool,
     /// Async appenders: (position they need durable, waker).
     wakers: Vec<(u64, Waker)>,
     shutdown: bool,
@@ -92,6 +94,7 @@ impl Commit {
                 sync_average: Duration::from_micros(50),
                 last_sync_end: Instant::now(),
                 poisoned: None,
+                reported: false,
                 wakers: Vec::new(),
                 shutdown: false,
                 syncs: 0,
@@ -152,10 +155,26 @@ impl Commit {
         }
     }
 
-    /// Poisons the commit after a failed write of log data: later appends fail, waiters are woken.
+    /// Poisons the commit after a failed write of log data: later appends fail, waiters are woken. The caller
+    /// reports `error` itself.
     pub fn poison(&self, error: &io::Error) {
         let mut st = self.lock();
         self.poison_locked(&mut st, error);
+        st.reported = true;
+    }
+
+    /// The poisoning error as `Error::Io` if no caller has been told of it yet (it happened in a background
+    /// sync), else `Error::Poisoned`. For a caller refused because the store is poisoned.
+    pub fn refusal(&self) -> Error {
+        let mut st = self.lock();
+        match &st.poisoned {
+            Some(p) if !st.reported => {
+                let e = poison_error(p);
+                st.reported = true;
+                e
+            }
+            _ => Error::Poisoned,
+        }
     }
 
     fn poison_locked(&self, st: &mut CommitState, error: &io::Error) {
@@ -178,7 +197,9 @@ impl Commit {
                 return Ok(());
             }
             if let Some(p) = &st.poisoned {
-                return Err(poison_error(p));
+                let e = poison_error(p);
+                st.reported = true;
+                return Err(e);
             }
             if st.syncing {
                 st = self.done_cv.wait(st).unwrap_or_else(|e| e.into_inner());
@@ -188,9 +209,38 @@ impl Commit {
         }
     }
 
+    /// Waits up to `timeout` for every position below `target` to be durable, without leading a sync (for
+    /// background work that must not be the one to meet a failed sync). Returns whether it is.
+    pub fn wait_durable_for(&self, target: u64, timeout: Duration) -> Result<bool> {
+        let deadline = Instant::now() + timeout;
+        let mut st = self.lock();
+        loop {
+            if st.durable >= target {
+                return Ok(true);
+            }
+            if let Some(p) = &st.poisoned {
+                return Err(poison_error(p));
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Ok(false);
+            }
+            st = self.done_cv.wait_timeout(st, deadline - now).unwrap_or_else(|e| e.into_inner()).0;
+        }
+    }
+
     /// Makes everything written so far durable (for `Store::sync`): joins a running sync or leads one, without
     /// waiting for a group to form.
     pub fn sync_all(&self) -> Result<()> {
+        self.sync_all_for(true)
+    }
+
+    /// [`Commit::sync_all`] for background work: a failure is left for the next caller to be told of.
+    pub fn sync_all_background(&self) -> Result<()> {
+        self.sync_all_for(false)
+    }
+
+    fn sync_all_for(&self, reports: bool) -> Result<()> {
         let mut st = self.lock();
         let target = st.written;
         loop {
@@ -198,7 +248,9 @@ impl Commit {
                 return Ok(());
             }
             if let Some(p) = &st.poisoned {
-                return Err(poison_error(p));
+                let e = poison_error(p);
+                st.reported |= reports;
+                return Err(e);
             }
             if st.syncing {
                 st = self.done_cv.wait(st).unwrap_or_else(|e| e.into_inner());
@@ -216,7 +268,9 @@ impl Commit {
             return Poll::Ready(Ok(()));
         }
         if let Some(p) = &st.poisoned {
-            return Poll::Ready(Err(poison_error(p)));
+            let e = poison_error(p);
+            st.reported = true;
+            return Poll::Ready(Err(e));
         }
         match st.wakers.iter_mut().find(|(t, w)| *t == target && w.will_wake(cx.waker())) {
             Some(_) => {}

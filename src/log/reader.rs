@@ -31,6 +31,12 @@ impl LogMap {
         self.sparse.push(Vec::new());
     }
 
+    /// Drops the segments numbered `len` and up (recovery, removing empty leftovers).
+    pub fn truncate(&mut self, len: usize) {
+        self.segments.truncate(len);
+        self.sparse.truncate(len);
+    }
+
     pub fn segments(&self) -> &[Arc<Segment>] {
         &self.segments
     }
@@ -101,7 +107,7 @@ impl ReadAll {
 
     fn step(&mut self) -> Result<RecordedEvent> {
         if self.segment.is_none() {
-            let found = self.shared.state().log.seek(self.position);
+            let found = self.shared.state().seek(self.position);
             let (segment, offset) = found.ok_or_else(|| {
                 Error::corrupt(self.shared.dir(), 0, format!("no segment holds position {}", self.position))
             })?;

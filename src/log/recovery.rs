@@ -82,18 +82,21 @@ pub struct ScannedEvent<'a> {
     pub offset: u64,
 }
 
-/// Scans `segment` from its first frame. `on_event` receives every event of every complete append, in order;
-/// an error it returns stops the scan and is returned as is.
+/// Scans `segment` from the frame at `from_offset`, which must hold position `from_position` (the segment's
+/// first frame and position, or where the stream index ends). `on_event` receives every event of every complete
+/// append, in order; an error it returns stops the scan and is returned as is.
 pub fn scan_segment(
     segment: &Segment,
+    from_offset: u64,
+    from_position: u64,
     mut on_event: impl FnMut(ScannedEvent<'_>) -> crate::Result<()>,
 ) -> crate::Result<Scan> {
     let file_len = segment.len_bytes();
     let salt = segment.salt();
     let first_position = segment.first_position();
     let mut window = Window::new(segment.file(), file_len);
-    let mut offset = segment_header::SIZE_BYTES as u64;
-    let mut position = first_position;
+    let mut offset = from_offset.max(segment_header::SIZE_BYTES as u64);
+    let mut position = from_position;
     let mut scan = Scan {
         end_offset: offset,
         next_position: position,

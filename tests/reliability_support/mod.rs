@@ -337,7 +337,9 @@ pub fn assert_holds(store: &Store, model: &Model, what: &str) {
     }
 }
 
-/// Asserts `open` failed with `Error::Corrupt` naming `file` and `offset`.
+/// Asserts the damage at `file` and `offset` is reported as `Error::Corrupt` naming both: by `open` if it is in
+/// the part of the log open reads (past the stream index), otherwise by `Store::verify` (open does not re-read
+/// indexed segments), and then the store must have opened with nothing cut (its head is `head`).
 pub fn assert_corrupt(result: Result<Store, Error>, file: &Path, offset: u64, what: &str) {
     match result {
         Err(Error::Corrupt { file: f, offset: o, reason }) => {
@@ -345,11 +347,17 @@ pub fn assert_corrupt(result: Result<Store, Error>, file: &Path, offset: u64, wh
             assert_eq!(o, offset, "{what}: Corrupt names the wrong offset ({reason})");
         }
         Err(e) => panic!("{what}: expected Error::Corrupt in {} at {offset}, got {e:?}", file.display()),
-        Ok(s) => panic!(
-            "{what}: expected Error::Corrupt in {} at {offset}, but the store opened with head {:?} (silent truncation?)",
-            file.display(),
-            s.head()
-        ),
+        Ok(s) => match s.verify() {
+            Err(Error::Corrupt { file: f, offset: o, reason }) => {
+                assert_eq!(f, file, "{what}: verify's Corrupt names the wrong file ({reason})");
+                assert_eq!(o, offset, "{what}: verify's Corrupt names the wrong offset ({reason})");
+            }
+            other => panic!(
+                "{what}: expected Error::Corrupt in {} at {offset} from open or verify, but the store opened with head {:?} and verify said {other:?} (silent truncation?)",
+                file.display(),
+                s.head()
+            ),
+        },
     }
 }
 

@@ -45,6 +45,8 @@ pub fn options(sim: &SimFs, durability: Durability) -> Options {
         .segment_size(1 << 20)
         .durability(durability)
         .sync_interval(None)
+        // Small index checkpoints, so the workloads cross many of them (chunk files, the indexer, recovery).
+        .index_checkpoint_bytes(8 << 10)
         .file_system(Arc::new(sim.clone()) as Arc<dyn annals::fs::FileSystem>)
 }
 

@@ -1,0 +1,401 @@
+//! The index files: per-chunk index files (`{first_position:020}.idx`) and the stream directory (`streams.dir`).
+//! Layouts in docs/FORMAT.md.
+//!
+//! A **chunk** is a run of positions `[first, end)` inside one segment. Its index file lists, for every stream
+//! with events in the chunk, sorted by stream hash: the hash, the stream's first version in the chunk, its last
+//! position in the chunk, the position of the stream's previous event (in an earlier chunk), and where its event
+//! offsets are; then the segment offset of every event, grouped by stream; then a sparse position -> offset map
+//! (one entry per [`SPARSE_EVERY`] positions). Written once, checksummed, never changed or merged.
+//!
+//! The **directory** is an open-addressing hash table of fixed 32-byte slots (stream hash, last position, last
+//! version, segment offset of the last event), after a 4 KiB header page. It is used in place through a shared
+//! mapping: nothing of it is read at open but the header.
+
+use crate::format::{read_u32, read_u64, write_u32, write_u64};
+
+/// The first bytes of every chunk index file.
+pub const CHUNK_MAGIC: [u8; 8] = *b"ANNALSIX";
+/// The first bytes of the directory file.
+pub const DIRECTORY_MAGIC: [u8; 8] = *b"ANNALSDR";
+/// Version of both index layouts.
+pub const INDEX_VERSION: u32 = 1;
+/// Bytes of a chunk index file's header.
+pub const CHUNK_HEADER_BYTES: usize = 96;
+/// Bytes of one stream entry of a chunk index file.
+pub const CHUNK_STREAM_BYTES: usize = 40;
+/// One sparse (position -> offset) entry per this many positions of a chunk.
+pub const SPARSE_EVERY: u64 = 64;
+/// "No previous chunk" in a stream entry.
+pub const NO_CHUNK: u64 = u64::MAX;
+/// Bytes of the directory's header page; slots start here.
+pub const DIRECTORY_HEADER_BYTES: usize = 4096;
+/// Bytes the directory header's checksum covers (from offset 12).
+const DIRECTORY_HEADER_USED: usize = 128;
+/// Bytes of one directory slot.
+pub const SLOT_BYTES: usize = 32;
+
+/// The hash of a stream name used by every index file: XXH3-64 (a published, stable function: the values are
+/// stored on disk) keyed by the store's random key, keeping the low `bits` bits. Fewer bits than 64 exist only
+/// for tests that force collisions.
+pub fn stream_hash(name: &str, key: u64, bits: u32) -> u64 {
+    let h = xxhash_rust::xxh3::xxh3_64_with_seed(name.as_bytes(), key);
+    if bits >= 64 {
+        h
+    } else {
+        h & ((1u64 << bits) - 1)
+    }
+}
+
+/// The header of a chunk index file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChunkHeader {
+    pub file_bytes: u64,
+    pub segment_number: u64,
+    pub segment_first_position: u64,
+    pub segment_salt: u64,
+    pub first_position: u64,
+    pub end_position: u64,
+    /// Offset in the segment just past the chunk's last event: where the next frame starts.
+    pub end_offset: u64,
+    pub hash_key: u64,
+    pub hash_bits: u32,
+    pub stream_count: u32,
+}
+
+/// One stream's entry in a chunk index file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChunkStream {
+    pub hash: u64,
+    pub first_version: u64,
+    pub last_position: u64,
+    /// Position of the stream's last event before this chunk, or [`NO_CHUNK`] (the chunk holding it is found by
+    /// position).
+    pub prev_position: u64,
+    /// Index of the stream's first offset in the offsets array.
+    pub events_at: u32,
+    pub count: u32,
+}
+
+impl ChunkHeader {
+    pub fn events(&self) -> u64 {
+        self.end_position - self.first_position
+    }
+
+    pub fn sparse_count(&self) -> u64 {
+        self.events().div_ceil(SPARSE_EVERY)
+    }
+
+    /// Offsets of the parts of the file: (streams, offsets, sparse, end).
+    pub fn layout(&self) -> (usize, usize, usize, usize) {
+        let streams = CHUNK_HEADER_BYTES;
+        let offsets = streams + self.stream_count as usize * CHUNK_STREAM_BYTES;
+        let sparse = offsets + self.events() as usize * 4;
+        let end = sparse + self.sparse_count() as usize * 4;
+        (streams, offsets, sparse, end)
+    }
+}
+
+/// Why a chunk index file was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IndexFileError {
+    #[error("not an annals index file")]
+    NotIndex,
+    #[error("index file version {0} is not supported")]
+    Version(u32),
+    #[error("index file checksum mismatch")]
+    Checksum,
+    #[error("index file is inconsistent: {0}")]
+    Inconsistent(&'static str),
+}
+
+/// Encodes a chunk index file. `streams` must be sorted by hash; `offsets` and `sparse` as described above.
+pub fn encode_chunk(mut header: ChunkHeader, streams: &[ChunkStream], offsets: &[u32], sparse: &[u32]) -> Vec<u8> {
+    header.stream_count = streams.len() as u32;
+    let (s_at, o_at, p_at, end) = header.layout();
+    header.file_bytes = end as u64;
+    debug_assert_eq!(offsets.len() as u64, header.events());
+    debug_assert_eq!(sparse.len() as u64, header.sparse_count());
+    let mut b = vec![0u8; end];
+    b[0..8].copy_from_slice(&CHUNK_MAGIC);
+    write_u32(&mut b, 12, INDEX_VERSION);
+    write_u64(&mut b, 16, header.file_bytes);
+    write_u64(&mut b, 24, header.segment_number);
+    write_u64(&mut b, 32, header.segment_first_position);
+    write_u64(&mut b, 40, header.segment_salt);
+    write_u64(&mut b, 48, header.first_position);
+    write_u64(&mut b, 56, header.end_position);
+    write_u64(&mut b, 64, header.end_offset);
+    write_u64(&mut b, 72, header.hash_key);
+    write_u32(&mut b, 80, header.hash_bits);
+    write_u32(&mut b, 84, header.stream_count);
+    write_u32(&mut b, 88, SPARSE_EVERY as u32);
+    for (i, s) in streams.iter().enumerate() {
+        let at = s_at + i * CHUNK_STREAM_BYTES;
+        write_u64(&mut b, at, s.hash);
+        write_u64(&mut b, at + 8, s.first_version);
+        write_u64(&mut b, at + 16, s.last_position);
+        write_u64(&mut b, at + 24, s.prev_position);
+        write_u32(&mut b, at + 32, s.events_at);
+        write_u32(&mut b, at + 36, s.count);
+    }
+    for (i, o) in offsets.iter().enumerate() {
+        write_u32(&mut b, o_at + i * 4, *o);
+    }
+    for (i, o) in sparse.iter().enumerate() {
+        write_u32(&mut b, p_at + i * 4, *o);
+    }
+    let crc = crc32fast::hash(&b[12..]);
+    write_u32(&mut b, 8, crc);
+    b
+}
+
+/// Decodes a chunk header and checks the file's shape; with `verify`, also its checksum (reads every byte).
+pub fn decode_chunk_header(b: &[u8], verify: bool) -> Result<ChunkHeader, IndexFileError> {
+    if b.len() < CHUNK_HEADER_BYTES || b[0..8] != CHUNK_MAGIC {
+        return Err(IndexFileError::NotIndex);
+    }
+    let version = read_u32(b, 12);
+    if version != INDEX_VERSION {
+        return Err(IndexFileError::Version(version));
+    }
+    let h = ChunkHeader {
+        file_bytes: read_u64(b, 16),
+        segment_number: read_u64(b, 24),
+        segment_first_position: read_u64(b, 32),
+        segment_salt: read_u64(b, 40),
+        first_position: read_u64(b, 48),
+        end_position: read_u64(b, 56),
+        end_offset: read_u64(b, 64),
+        hash_key: read_u64(b, 72),
+        hash_bits: read_u32(b, 80),
+        stream_count: read_u32(b, 84),
+    };
+    if h.file_bytes != b.len() as u64 {
+        return Err(IndexFileError::Inconsistent("length"));
+    }
+    if verify && crc32fast::hash(&b[12..]) != read_u32(b, 8) {
+        return Err(IndexFileError::Checksum);
+    }
+    let events = h.end_position.checked_sub(h.first_position).ok_or(IndexFileError::Inconsistent("positions"))?;
+    if events == 0
+        || events > u32::MAX as u64
+        || h.first_position < h.segment_first_position
+        || h.stream_count as u64 > events
+        || read_u32(b, 88) as u64 != SPARSE_EVERY
+        || h.hash_bits == 0
+        || h.hash_bits > 64
+    {
+        return Err(IndexFileError::Inconsistent("counts"));
+    }
+    let (_, _, _, end) = h.layout();
+    if end as u64 != h.file_bytes {
+        return Err(IndexFileError::Inconsistent("layout"));
+    }
+    Ok(h)
+}
+
+/// The `i`-th stream entry of a decoded chunk (`i < stream_count`).
+pub fn chunk_stream(b: &[u8], i: usize) -> ChunkStream {
+    let at = CHUNK_HEADER_BYTES + i * CHUNK_STREAM_BYTES;
+    ChunkStream {
+        hash: read_u64(b, at),
+        first_version: read_u64(b, at + 8),
+        last_position: read_u64(b, at + 16),
+        prev_position: read_u64(b, at + 24),
+        events_at: read_u32(b, at + 32),
+        count: read_u32(b, at + 36),
+    }
+}
+
+/// The stored hash of the `i`-th stream entry, without decoding the rest.
+pub fn chunk_stream_hash(b: &[u8], i: usize) -> u64 {
+    read_u64(b, CHUNK_HEADER_BYTES + i * CHUNK_STREAM_BYTES)
+}
+
+/// The directory's header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DirectoryHeader {
+    pub slot_count_log2: u32,
+    pub hash_bits: u32,
+    pub hash_key: u64,
+    /// Slots in use.
+    pub used: u64,
+    /// Every chunk below this position is applied to the slots, and the slots are durable.
+    pub synced_through: u64,
+    /// Every chunk below this position is applied to the slots (in the page cache; trusted within one boot).
+    pub applied_through: u64,
+    /// The boot during which `applied_through` was written.
+    pub boot_id: [u8; 16],
+}
+
+impl DirectoryHeader {
+    pub fn slot_count(&self) -> u64 {
+        1u64 << self.slot_count_log2
+    }
+
+    pub fn file_bytes(&self) -> u64 {
+        DIRECTORY_HEADER_BYTES as u64 + self.slot_count() * SLOT_BYTES as u64
+    }
+
+    pub fn encode_into(&self, b: &mut [u8]) {
+        b[..DIRECTORY_HEADER_USED].fill(0);
+        b[0..8].copy_from_slice(&DIRECTORY_MAGIC);
+        write_u32(b, 12, INDEX_VERSION);
+        write_u32(b, 16, self.slot_count_log2);
+        write_u32(b, 20, self.hash_bits);
+        write_u64(b, 24, self.hash_key);
+        write_u64(b, 32, self.used);
+        write_u64(b, 40, self.synced_through);
+        write_u64(b, 48, self.applied_through);
+        b[56..72].copy_from_slice(&self.boot_id);
+        let crc = crc32fast::hash(&b[12..DIRECTORY_HEADER_USED]);
+        write_u32(b, 8, crc);
+    }
+
+    pub fn decode(b: &[u8]) -> Result<DirectoryHeader, IndexFileError> {
+        if b.len() < DIRECTORY_HEADER_BYTES || b[0..8] != DIRECTORY_MAGIC {
+            return Err(IndexFileError::NotIndex);
+        }
+        if crc32fast::hash(&b[12..DIRECTORY_HEADER_USED]) != read_u32(b, 8) {
+            return Err(IndexFileError::Checksum);
+        }
+        let version = read_u32(b, 12);
+        if version != INDEX_VERSION {
+            return Err(IndexFileError::Version(version));
+        }
+        let mut boot_id = [0u8; 16];
+        boot_id.copy_from_slice(&b[56..72]);
+        let h = DirectoryHeader {
+            slot_count_log2: read_u32(b, 16),
+            hash_bits: read_u32(b, 20),
+            hash_key: read_u64(b, 24),
+            used: read_u64(b, 32),
+            synced_through: read_u64(b, 40),
+            applied_through: read_u64(b, 48),
+            boot_id,
+        };
+        if !(4..=40).contains(&h.slot_count_log2)
+            || h.hash_bits == 0
+            || h.hash_bits > 64
+            || h.used > h.slot_count()
+            || h.synced_through > h.applied_through
+            || h.file_bytes() != b.len() as u64
+        {
+            return Err(IndexFileError::Inconsistent("directory header"));
+        }
+        Ok(h)
+    }
+}
+
+/// One directory slot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Slot {
+    pub hash: u64,
+    pub last_position: u64,
+    pub last_version: u64,
+    /// Where the stream's newest event is: segment number and offset.
+    pub last_segment: u32,
+    pub last_offset: u32,
+}
+
+/// Reads slot `i` (`None` if empty).
+pub fn read_slot(slots: &[u8], i: usize) -> Option<Slot> {
+    let at = i * SLOT_BYTES;
+    let segment_plus_one = read_u32(slots, at + 24);
+    if segment_plus_one == 0 {
+        return None;
+    }
+    Some(Slot {
+        hash: read_u64(slots, at),
+        last_position: read_u64(slots, at + 8),
+        last_version: read_u64(slots, at + 16),
+        last_segment: segment_plus_one - 1,
+        last_offset: read_u32(slots, at + 28),
+    })
+}
+
+/// Writes slot `i`.
+pub fn write_slot(slots: &mut [u8], i: usize, s: &Slot) {
+    let at = i * SLOT_BYTES;
+    write_u64(slots, at, s.hash);
+    write_u64(slots, at + 8, s.last_position);
+    write_u64(slots, at + 16, s.last_version);
+    write_u32(slots, at + 24, s.last_segment + 1);
+    write_u32(slots, at + 28, s.last_offset);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header() -> ChunkHeader {
+        ChunkHeader {
+            file_bytes: 0,
+            segment_number: 2,
+            segment_first_position: 100,
+            segment_salt: 7,
+            first_position: 130,
+            end_position: 133,
+            end_offset: 4096,
+            hash_key: 9,
+            hash_bits: 64,
+            stream_count: 0,
+        }
+    }
+
+    #[test]
+    fn chunk_round_trips_and_detects_damage() {
+        let streams = [
+            ChunkStream {
+                hash: 1,
+                first_version: 0,
+                last_position: 131,
+                prev_position: NO_CHUNK,
+                events_at: 0,
+                count: 2,
+            },
+            ChunkStream { hash: 5, first_version: 3, last_position: 132, prev_position: 64, events_at: 2, count: 1 },
+        ];
+        let b = encode_chunk(header(), &streams, &[64, 160, 320], &[64]);
+        let h = decode_chunk_header(&b, true).unwrap();
+        assert_eq!(h.stream_count, 2);
+        assert_eq!(h.file_bytes, b.len() as u64);
+        assert_eq!(chunk_stream(&b, 1), streams[1]);
+        assert_eq!(chunk_stream_hash(&b, 0), 1);
+        for i in 0..b.len() {
+            let mut d = b.clone();
+            d[i] ^= 0x40;
+            assert!(decode_chunk_header(&d, true).is_err(), "flip at {i} not detected");
+        }
+        assert_eq!(decode_chunk_header(&b[..b.len() - 4], false), Err(IndexFileError::Inconsistent("length")));
+    }
+
+    #[test]
+    fn directory_header_round_trips() {
+        let h = DirectoryHeader {
+            slot_count_log2: 4,
+            hash_bits: 64,
+            hash_key: 3,
+            used: 2,
+            synced_through: 10,
+            applied_through: 20,
+            boot_id: [7; 16],
+        };
+        let mut b = vec![0u8; h.file_bytes() as usize];
+        h.encode_into(&mut b);
+        assert_eq!(DirectoryHeader::decode(&b), Ok(h));
+        b[40] ^= 1;
+        assert_eq!(DirectoryHeader::decode(&b), Err(IndexFileError::Checksum));
+        let slot = Slot { hash: 1, last_position: 2, last_version: 3, last_segment: 0, last_offset: 4 };
+        let mut slots = vec![0u8; 64];
+        assert_eq!(read_slot(&slots, 1), None);
+        write_slot(&mut slots, 1, &slot);
+        assert_eq!(read_slot(&slots, 1), Some(slot));
+    }
+
+    #[test]
+    fn hash_bits_mask_the_hash() {
+        assert!(stream_hash("a", 1, 3) < 8);
+        assert_ne!(stream_hash("a", 1, 64), stream_hash("a", 2, 64));
+    }
+}

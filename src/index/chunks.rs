@@ -1,0 +1,171 @@
+//! The chunk index files (`{first_position:020}.idx`): immutable, one per chunk of positions within a segment,
+//! contiguous from position 0 to the indexed end. A file is mapped and verified (checksum, binding to its
+//! segment, hash parameters) the first time it is used, not at open.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
+
+use crate::format::index::{self, ChunkHeader, ChunkStream};
+use crate::fs::{FileSystem, Mapping, OpenMode};
+use crate::log::Location;
+use crate::{Error, Result};
+
+/// The file name of the chunk starting at `first_position`.
+pub fn file_name(first_position: u64) -> String {
+    format!("{first_position:020}.idx")
+}
+
+/// The first position in a chunk file name, if `name` is one.
+pub fn parse_file_name(name: &str) -> Option<u64> {
+    let digits = name.strip_suffix(".idx")?;
+    if digits.len() != 20 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+/// In [`Expect::end_position`]: take the end from the file's header.
+pub const ANY_END: u64 = u64::MAX;
+
+/// What a chunk file must say about itself to be trusted.
+#[derive(Debug, Clone, Copy)]
+pub struct Expect {
+    pub first_position: u64,
+    pub end_position: u64,
+    pub hash_key: u64,
+    pub hash_bits: u32,
+}
+
+/// A chunk file's mapping and decoded header, or why it was refused.
+type Opened = std::result::Result<(Arc<dyn Mapping>, ChunkHeader), String>;
+
+/// One chunk file, mapped on first use.
+pub struct Chunk {
+    path: PathBuf,
+    expect: Expect,
+    mapped: OnceLock<Opened>,
+}
+
+impl Chunk {
+    pub fn new(path: PathBuf, expect: Expect) -> Chunk {
+        Chunk { path, expect, mapped: OnceLock::new() }
+    }
+
+    /// A chunk whose file was just written or verified: `bytes` is its mapping.
+    pub fn verified(path: PathBuf, expect: Expect, map: Arc<dyn Mapping>, header: ChunkHeader) -> Chunk {
+        let c = Chunk::new(path, expect);
+        let _ = c.mapped.set(Ok((map, header)));
+        c
+    }
+
+    pub fn first_position(&self) -> u64 {
+        self.expect.first_position
+    }
+
+    pub fn end_position(&self) -> u64 {
+        self.expect.end_position
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The mapped, verified file. `segment_of` gives (first position, salt) of a segment by number, for the
+    /// binding check.
+    pub fn get(
+        &self,
+        fs: &dyn FileSystem,
+        segment_of: impl Fn(u64) -> Option<(u64, u64)>,
+    ) -> Result<(&[u8], &ChunkHeader)> {
+        let r = self.mapped.get_or_init(|| open_verified(fs, &self.path, self.expect, &segment_of));
+        match r {
+            Ok((map, h)) => Ok((map.bytes(), h)),
+            Err(why) => Err(Error::corrupt(
+                &self.path,
+                0,
+                format!("index file is damaged or stale ({why}); it is rebuilt from the log at the next open"),
+            )),
+        }
+    }
+}
+
+/// Maps and checks a chunk file against what the store expects of it.
+pub fn open_verified(
+    fs: &dyn FileSystem,
+    path: &Path,
+    expect: Expect,
+    segment_of: &dyn Fn(u64) -> Option<(u64, u64)>,
+) -> Opened {
+    let file = fs.open(path, OpenMode::Read).map_err(|e| e.to_string())?;
+    let map = file.map().map_err(|e| e.to_string())?;
+    let h = index::decode_chunk_header(map.bytes(), true).map_err(|e| e.to_string())?;
+    let end_ok = expect.end_position == ANY_END || h.end_position == expect.end_position;
+    if h.first_position != expect.first_position || !end_ok {
+        return Err(format!(
+            "covers positions {}..{}, expected {}..{}",
+            h.first_position, h.end_position, expect.first_position, expect.end_position
+        ));
+    }
+    if h.hash_key != expect.hash_key || h.hash_bits != expect.hash_bits {
+        return Err("written with other hash parameters".into());
+    }
+    match segment_of(h.segment_number) {
+        Some((first, salt)) if first == h.segment_first_position && salt == h.segment_salt => {}
+        _ => return Err("does not belong to the segment that holds its positions".into()),
+    }
+    Ok((map, h))
+}
+
+/// The stream entry for `hash` in a chunk whose first event is `name` (checked by `is_it` on the entry's first
+/// offset), if any.
+pub fn find_stream(
+    bytes: &[u8],
+    h: &ChunkHeader,
+    hash: u64,
+    mut is_it: impl FnMut(u32) -> Result<bool>,
+) -> Result<Option<ChunkStream>> {
+    let n = h.stream_count as usize;
+    // Entries are sorted by hash: binary search for the first with this hash, then try each with it.
+    let (mut lo, mut hi) = (0usize, n);
+    while lo < hi {
+        let mid = (lo + hi) / 2;
+        if index::chunk_stream_hash(bytes, mid) < hash {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    let (_, offsets_at, _, _) = h.layout();
+    while lo < n && index::chunk_stream_hash(bytes, lo) == hash {
+        let s = index::chunk_stream(bytes, lo);
+        if s.count == 0 || s.events_at as u64 + s.count as u64 > h.events() {
+            return Err(Error::corrupt(PathBuf::new(), 0, "index file stream entry out of range"));
+        }
+        if is_it(crate::format::read_u32(bytes, offsets_at + s.events_at as usize * 4))? {
+            return Ok(Some(s));
+        }
+        lo += 1;
+    }
+    Ok(None)
+}
+
+/// The locations of the entry's events with version >= `from_version`.
+pub fn locations(bytes: &[u8], h: &ChunkHeader, s: &ChunkStream, from_version: u64, out: &mut Vec<Location>) {
+    let (_, offsets_at, _, _) = h.layout();
+    let skip = from_version.saturating_sub(s.first_version).min(s.count as u64) as usize;
+    let segment = h.segment_number as u32;
+    for i in skip..s.count as usize {
+        let off = crate::format::read_u32(bytes, offsets_at + (s.events_at as usize + i) * 4);
+        out.push(Location::new(segment, off));
+    }
+}
+
+/// The segment offset at or before `position`'s frame, from the chunk's sparse map.
+pub fn seek(bytes: &[u8], h: &ChunkHeader, position: u64) -> Option<u32> {
+    if position < h.first_position || position >= h.end_position {
+        return None;
+    }
+    let (_, _, sparse_at, _) = h.layout();
+    let k = ((position - h.first_position) / index::SPARSE_EVERY) as usize;
+    Some(crate::format::read_u32(bytes, sparse_at + k * 4))
+}
