@@ -22,7 +22,7 @@ pub const INDEX_VERSION: u32 = 1;
 /// Bytes of a chunk index file's header.
 pub const CHUNK_HEADER_BYTES: usize = 96;
 /// Bytes of one stream entry of a chunk index file.
-pub const CHUNK_STREAM_BYTES: usize = 40;
+pub const CHUNK_STREAM_BYTES: usize = 48;
 /// One sparse (position -> offset) entry per this many positions of a chunk.
 pub const SPARSE_EVERY: u64 = 64;
 /// "No previous chunk" in a stream entry.
@@ -71,6 +71,8 @@ pub struct ChunkStream {
     /// Position of the stream's last event before this chunk, or [`NO_CHUNK`] (the chunk holding it is found by
     /// position).
     pub prev_position: u64,
+    /// Index of the stream's entry in that chunk (a stream read follows the chain without searching).
+    pub prev_entry: u32,
     /// Index of the stream's first offset in the offsets array.
     pub events_at: u32,
     pub count: u32,
@@ -137,6 +139,7 @@ pub fn encode_chunk(mut header: ChunkHeader, streams: &[ChunkStream], offsets: &
         write_u64(&mut b, at + 24, s.prev_position);
         write_u32(&mut b, at + 32, s.events_at);
         write_u32(&mut b, at + 36, s.count);
+        write_u32(&mut b, at + 40, s.prev_entry);
     }
     for (i, o) in offsets.iter().enumerate() {
         write_u32(&mut b, o_at + i * 4, *o);
@@ -204,6 +207,7 @@ pub fn chunk_stream(b: &[u8], i: usize) -> ChunkStream {
         prev_position: read_u64(b, at + 24),
         events_at: read_u32(b, at + 32),
         count: read_u32(b, at + 36),
+        prev_entry: read_u32(b, at + 40),
     }
 }
 
@@ -350,11 +354,12 @@ mod tests {
                 hash: 1,
                 first_version: 0,
                 last_position: 131,
+                prev_entry: 0,
                 prev_position: NO_CHUNK,
                 events_at: 0,
                 count: 2,
             },
-            ChunkStream { hash: 5, first_version: 3, last_position: 132, prev_position: 64, events_at: 2, count: 1 },
+            ChunkStream { hash: 5, first_version: 3, last_position: 132, prev_position: 64, prev_entry: 9, events_at: 2, count: 1 },
         ];
         let b = encode_chunk(header(), &streams, &[64, 160, 320], &[64]);
         let h = decode_chunk_header(&b, true).unwrap();

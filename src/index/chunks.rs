@@ -123,7 +123,7 @@ pub fn find_stream(
     h: &ChunkHeader,
     hash: u64,
     mut is_it: impl FnMut(u32) -> Result<bool>,
-) -> Result<Option<ChunkStream>> {
+) -> Result<Option<(u32, ChunkStream)>> {
     let n = h.stream_count as usize;
     // Entries are sorted by hash: binary search for the first with this hash, then try each with it.
     let (mut lo, mut hi) = (0usize, n);
@@ -142,11 +142,22 @@ pub fn find_stream(
             return Err(Error::corrupt(PathBuf::new(), 0, "index file stream entry out of range"));
         }
         if is_it(crate::format::read_u32(bytes, offsets_at + s.events_at as usize * 4))? {
-            return Ok(Some(s));
+            return Ok(Some((lo as u32, s)));
         }
         lo += 1;
     }
     Ok(None)
+}
+
+/// The `i`-th stream entry, checked to be in bounds and to be the stream with `hash` whose newest event in the
+/// chunk is at `last_position` (what the entry pointing at it says).
+pub fn entry_at(bytes: &[u8], h: &ChunkHeader, i: u32, hash: u64, last_position: u64) -> Option<ChunkStream> {
+    if i >= h.stream_count {
+        return None;
+    }
+    let s = index::chunk_stream(bytes, i as usize);
+    let fits = s.count > 0 && s.events_at as u64 + s.count as u64 <= h.events();
+    (fits && s.hash == hash && s.last_position == last_position).then_some(s)
 }
 
 /// The locations of the entry's events with version >= `from_version`.

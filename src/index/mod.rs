@@ -135,6 +135,8 @@ pub struct StreamIndex {
     active: MemTable,
     frozen: Option<Arc<MemTable>>,
     chunks: Vec<Arc<Chunk>>,
+    /// The chunks' first positions, contiguous for the search of [`StreamIndex::chunk_for`].
+    chunk_firsts: Vec<u64>,
     directory: Directory,
     log_since_directory_sync: u64,
     rebuild_marked: std::sync::atomic::AtomicBool,
@@ -143,7 +145,7 @@ pub struct StreamIndex {
 
 /// The event frame at `at` and its stream name, read without verifying the checksum (the callers compare the
 /// name and the position and version it claims; a damaged frame fails those or the read that follows).
-fn frame_at(log: &LogMap, at: Location) -> Result<(Frame, &str)> {
+fn frame_at(log: &LogMap, at: Location) -> Result<(Frame, &[u8])> {
     let segment = log
         .segment(at.segment())
         .ok_or_else(|| Error::corrupt(PathBuf::new(), 0, format!("index names missing segment {}", at.segment())))?;
@@ -152,8 +154,7 @@ fn frame_at(log: &LogMap, at: Location) -> Result<(Frame, &str)> {
     let f = frame::decode_unverified(bytes).map_err(|e| bad(format!("index points at no frame: {e}")))?;
     let name = bytes
         .get(f.stream_at()..f.stream_at() + f.stream_bytes as usize)
-        .and_then(|b| std::str::from_utf8(b).ok())
-        .ok_or_else(|| bad("index points at a frame without a valid stream name".into()))?;
+        .ok_or_else(|| bad("index points at a frame without a stream name".into()))?;
     Ok((f, name))
 }
 
@@ -174,7 +175,7 @@ impl StreamIndex {
         self.directory.find(hash, |slot| {
             let at = Location::new(slot.last_segment, slot.last_offset);
             let Ok((f, name)) = frame_at(log, at) else { return Ok(false) };
-            if name != stream {
+            if name != stream.as_bytes() {
                 return Ok(false);
             }
             if f.position != slot.last_position || f.version != slot.last_version {
@@ -207,9 +208,14 @@ impl StreamIndex {
 
     /// The chunk holding `position` (below the indexed end).
     fn chunk_for(&self, position: u64) -> Option<&Arc<Chunk>> {
-        let i = self.chunks.partition_point(|c| c.first_position() <= position).checked_sub(1)?;
+        let i = self.chunk_firsts.partition_point(|&f| f <= position).checked_sub(1)?;
         let c = &self.chunks[i];
         (position < c.end_position()).then_some(c)
+    }
+
+    fn push_chunk(&mut self, chunk: Arc<Chunk>) {
+        self.chunk_firsts.push(chunk.first_position());
+        self.chunks.push(chunk);
     }
 
     /// A chunk's mapped, verified bytes. Damage found here is reported, and marks the index for a rebuild at the
@@ -233,11 +239,12 @@ impl StreamIndex {
     /// The locations of the stream's events from `from_version` on, oldest first.
     pub fn locations_from(&self, log: &LogMap, stream: &str, from_version: u64) -> Result<Vec<Location>> {
         // Pieces newest first; each piece oldest first.
-        let mut pieces: SmallVec<[Vec<Location>; 4]> = SmallVec::new();
+        // Newest first, each piece reversed: one vector, reversed once at the end.
+        let mut out: Vec<Location> = Vec::new();
         let mut prev = NO_CHUNK;
-        let from_mem = |m: &MemStream, pieces: &mut SmallVec<[Vec<Location>; 4]>| {
+        let from_mem = |m: &MemStream, out: &mut Vec<Location>| {
             let skip = from_version.saturating_sub(m.first_version).min(m.events.len() as u64) as usize;
-            pieces.push(m.events[skip..].iter().map(|e| e.1).collect());
+            out.extend(m.events[skip..].iter().rev().map(|e| e.1));
             if m.first_version > from_version {
                 m.prev_position
             } else {
@@ -246,37 +253,44 @@ impl StreamIndex {
         };
         let frozen = self.frozen.as_deref();
         if let Some(m) = self.active.streams.get(stream) {
-            prev = from_mem(m, &mut pieces);
+            prev = from_mem(m, &mut out);
         } else if let Some(m) = frozen.and_then(|f| f.streams.get(stream)) {
-            prev = from_mem(m, &mut pieces);
+            prev = from_mem(m, &mut out);
         } else if let Some((t, _)) = self.directory_tail(log, stream)? {
             if t.version >= from_version {
                 prev = t.position;
             }
         }
         let hash = self.hash(stream);
+        // The entry index in the chunk holding `prev`, once known: each entry names its predecessor's, so only
+        // the first chunk is searched.
+        let mut prev_entry: Option<u32> = None;
         while prev != NO_CHUNK {
             if let Some(f) = frozen.filter(|f| prev >= f.first_position) {
                 let m = f.streams.get(stream).ok_or_else(|| self.broken_chain(stream, prev))?;
-                prev = from_mem(m, &mut pieces);
+                prev = from_mem(m, &mut out);
                 continue;
             }
             let chunk = self.chunk_for(prev).ok_or_else(|| self.broken_chain(stream, prev))?;
             let (bytes, h) = self.chunk_bytes(log, chunk)?;
-            let segment = h.segment_number as u32;
-            let entry = chunks::find_stream(bytes, h, hash, |offset| {
-                Ok(frame_at(log, Location::new(segment, offset))?.1 == stream)
-            })?
+            let entry = match prev_entry {
+                Some(i) => chunks::entry_at(bytes, h, i, hash, prev),
+                None => {
+                    let segment = h.segment_number as u32;
+                    chunks::find_stream(bytes, h, hash, |offset| {
+                        Ok(frame_at(log, Location::new(segment, offset))?.1 == stream.as_bytes())
+                    })?
+                    .map(|(_, e)| e)
+                }
+            }
             .ok_or_else(|| self.broken_chain(stream, prev))?;
-            let mut piece = Vec::with_capacity(entry.count as usize);
-            chunks::locations(bytes, h, &entry, from_version, &mut piece);
-            pieces.push(piece);
+            let start = out.len();
+            chunks::locations(bytes, h, &entry, from_version, &mut out);
+            out[start..].reverse();
             prev = if entry.first_version > from_version { entry.prev_position } else { NO_CHUNK };
+            prev_entry = Some(entry.prev_entry);
         }
-        let mut out = Vec::with_capacity(pieces.iter().map(Vec::len).sum());
-        for p in pieces.iter().rev() {
-            out.extend_from_slice(p);
-        }
+        out.reverse();
         Ok(out)
     }
 
@@ -381,6 +395,8 @@ impl StreamIndex {
     /// Builds the chunk files of a memtable: one per segment its events are in.
     pub fn build_chunks(&self, log: &LogMap, m: &MemTable) -> Result<Vec<BuiltChunk>> {
         let mut out = Vec::new();
+        // Each stream's entry index in the last chunk built here that holds it.
+        let mut built_entry: HashMap<&str, u32, RandomState> = HashMap::default();
         for (k, &(segment_number, end_offset)) in m.segment_ends.iter().enumerate() {
             let segment = log
                 .segment(segment_number)
@@ -391,9 +407,9 @@ impl StreamIndex {
                 None => m.end_position,
             };
             let count = (end - first) as usize;
-            let mut entries: Vec<(ChunkStream, u64, SmallVec<[u32; 2]>)> = Vec::new();
+            let mut entries: Vec<(ChunkStream, u64, SmallVec<[u32; 2]>, &str)> = Vec::new();
             let mut by_position = vec![u32::MAX; count];
-            for s in m.streams.values() {
+            for (name, s) in &m.streams {
                 let i0 = s.events.partition_point(|e| e.1.segment() < segment_number);
                 let i1 = s.events.partition_point(|e| e.1.segment() <= segment_number);
                 if i0 == i1 {
@@ -403,15 +419,24 @@ impl StreamIndex {
                 for &(p, at) in evs {
                     by_position[(p - first) as usize] = at.offset();
                 }
+                let prev_position = if i0 == 0 { s.prev_position } else { s.events[i0 - 1].0 };
+                let prev_entry = if i0 > 0 {
+                    *built_entry.get(&**name).expect("the stream's earlier chunk of this memtable was built")
+                } else if prev_position != NO_CHUNK {
+                    self.entry_index(log, name, s.hash, prev_position)?
+                } else {
+                    0
+                };
                 let entry = ChunkStream {
                     hash: s.hash,
                     first_version: s.first_version + i0 as u64,
                     last_position: evs[evs.len() - 1].0,
-                    prev_position: if i0 == 0 { s.prev_position } else { s.events[i0 - 1].0 },
+                    prev_position,
+                    prev_entry,
                     events_at: 0,
                     count: evs.len() as u32,
                 };
-                entries.push((entry, evs[0].0, evs.iter().map(|e| e.1.offset()).collect()));
+                entries.push((entry, evs[0].0, evs.iter().map(|e| e.1.offset()).collect(), &**name));
             }
             if by_position.contains(&u32::MAX) {
                 return Err(Error::corrupt(&self.dir, 0, "memtable has a hole in its positions"));
@@ -419,10 +444,11 @@ impl StreamIndex {
             entries.sort_unstable_by_key(|e| (e.0.hash, e.1));
             let mut streams = Vec::with_capacity(entries.len());
             let mut offsets = Vec::with_capacity(count);
-            for (mut e, _, offs) in entries {
+            for (i, (mut e, _, offs, name)) in entries.into_iter().enumerate() {
                 e.events_at = offsets.len() as u32;
                 offsets.extend_from_slice(&offs);
                 streams.push(e);
+                built_entry.insert(name, i as u32);
             }
             let sparse: Vec<u32> = by_position.iter().step_by(SPARSE_EVERY as usize).copied().collect();
             let header = ChunkHeader {
@@ -442,6 +468,20 @@ impl StreamIndex {
             out.push(BuiltChunk { header, bytes });
         }
         Ok(out)
+    }
+
+    /// The index of `stream`'s entry in the chunk holding `position` (its newest event there).
+    fn entry_index(&self, log: &LogMap, stream: &str, hash: u64, position: u64) -> Result<u32> {
+        let chunk = self.chunk_for(position).ok_or_else(|| self.broken_chain(stream, position))?;
+        let (bytes, h) = self.chunk_bytes(log, chunk)?;
+        let segment = h.segment_number as u32;
+        let found = chunks::find_stream(bytes, h, hash, |offset| {
+            Ok(frame_at(log, Location::new(segment, offset))?.1 == stream.as_bytes())
+        })?;
+        match found {
+            Some((i, e)) if e.last_position == position => Ok(i),
+            _ => Err(self.broken_chain(stream, position)),
+        }
     }
 
     /// Writes built chunk files durably (no lock needed: nothing reads them before [`StreamIndex::publish`]).
@@ -512,7 +552,7 @@ impl StreamIndex {
         let found = self.directory.find(slot.hash, |s| {
             let Ok((f, n)) = frame_at(log, Location::new(s.last_segment, s.last_offset)) else { return Ok(false) };
             consistent = f.position == s.last_position && f.version == s.last_version;
-            Ok::<bool, Error>(n == name)
+            Ok::<bool, Error>(n == name.as_bytes())
         })?;
         match found {
             Some((_, s)) if consistent && s.last_position >= slot.last_position => {}
@@ -537,7 +577,7 @@ impl StreamIndex {
                 hash_bits: self.hash_bits,
             };
             let path = self.dir.join(chunks::file_name(h.first_position));
-            self.chunks.push(Arc::new(Chunk::new(path, expect)));
+            self.push_chunk(Arc::new(Chunk::new(path, expect)));
         }
         if self.frozen.as_ref().is_some_and(|f| f.first_position == m.first_position) {
             self.frozen = None;
@@ -619,9 +659,9 @@ impl StreamIndex {
         }
         let segment = location.segment();
         let entry = chunks::find_stream(bytes, h, self.hash(stream), |offset| {
-            Ok(frame_at(log, Location::new(segment, offset))?.1 == stream)
+            Ok(frame_at(log, Location::new(segment, offset))?.1 == stream.as_bytes())
         })?;
-        let Some(e) = entry else { return Ok(Some(format!("no entry for {stream:?}"))) };
+        let Some((_, e)) = entry else { return Ok(Some(format!("no entry for {stream:?}"))) };
         if version < e.first_version || version - e.first_version >= e.count as u64 {
             return Ok(Some(format!("the entry of {stream:?} does not hold version {version}")));
         }
@@ -687,6 +727,7 @@ impl StreamIndex {
             active: MemTable::new(0),
             frozen: None,
             chunks: Vec::new(),
+            chunk_firsts: Vec::new(),
             directory,
             log_since_directory_sync: 0,
             rebuild_marked: Default::default(),
@@ -715,6 +756,7 @@ impl StreamIndex {
             active: MemTable::new(trusted),
             frozen: None,
             chunks: Vec::new(),
+            chunk_firsts: Vec::new(),
             directory,
             log_since_directory_sync: 0,
             rebuild_marked: Default::default(),
@@ -736,7 +778,7 @@ impl StreamIndex {
         }
         for i in 0..below {
             let end = if i + 1 < below { firsts[i + 1] } else { trusted };
-            ix.chunks.push(Arc::new(Chunk::new(dir.join(chunks::file_name(firsts[i])), expect(firsts[i], end))));
+            ix.push_chunk(Arc::new(Chunk::new(dir.join(chunks::file_name(firsts[i])), expect(firsts[i], end))));
         }
         let segment_of = Self::segment_of(log);
         // The newest trusted chunk: verified now, for where its segment's scan resumes.
@@ -779,11 +821,14 @@ impl StreamIndex {
                     last_segment: segment,
                     last_offset,
                 };
-                ix.apply_slot(log, &name, slot)?;
+                let name = std::str::from_utf8(&name).map_err(|_| {
+                    Error::corrupt(&path, 0, "index file names an event whose stream name is not UTF-8")
+                })?;
+                ix.apply_slot(log, name, slot)?;
             }
             end = ch.end_position;
             at = Some((segment, ch.end_offset));
-            ix.chunks.push(Arc::new(Chunk::verified(path, expect(first, end), map, ch)));
+            ix.push_chunk(Arc::new(Chunk::verified(path, expect(first, end), map, ch)));
             applied += 1;
         }
         if applied > 0 {
