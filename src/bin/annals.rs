@@ -16,10 +16,12 @@ use hdrhistogram::Histogram;
 const USAGE: &str = "usage: annals <command> [options]
 
 commands:
-  bench [--workload W1,W2,...] [--scale F] [--dir PATH] [--json]
+  bench [--workload W1,W2,...] [--scale F] [--streams N] [--dir PATH] [--json]
         Run BENCHMARKS.md workloads (W1-W8) against annals: events/s and latency percentiles.
-        --scale multiplies event counts (default 1.0); --dir is where temporary stores go
-        (default: the system temp folder; use a folder on the disk you want to measure).
+        --scale multiplies event counts (default 1.0); --streams sets how many distinct streams
+        W1/W2 append to (default 10000; that many are created and indexed first); --dir is where
+        temporary stores go (default: the system temp folder; use a folder on the disk you want
+        to measure).
   help  Show this text.";
 
 fn main() {
@@ -41,12 +43,13 @@ fn main() {
 struct BenchArgs {
     workloads: Vec<String>,
     scale: f64,
+    streams: u64,
     dir: Option<PathBuf>,
     json: bool,
 }
 
 fn parse_bench(args: &[String]) -> Result<BenchArgs, String> {
-    let mut out = BenchArgs { workloads: vec![], scale: 1.0, dir: None, json: false };
+    let mut out = BenchArgs { workloads: vec![], scale: 1.0, streams: 10_000, dir: None, json: false };
     let mut it = args.iter();
     while let Some(a) = it.next() {
         let mut value = |name: &str| it.next().cloned().ok_or_else(|| format!("{name} needs a value"));
@@ -58,6 +61,12 @@ fn parse_bench(args: &[String]) -> Result<BenchArgs, String> {
                 out.scale = value(a)?.parse().map_err(|e| format!("--scale: {e}"))?;
                 if !(out.scale > 0.0 && out.scale <= 1000.0) {
                     return Err("--scale must be in (0, 1000]".into());
+                }
+            }
+            "--streams" => {
+                out.streams = value(a)?.parse().map_err(|e| format!("--streams: {e}"))?;
+                if !(1..=100_000_000).contains(&out.streams) {
+                    return Err("--streams must be 1 to 100000000".into());
                 }
             }
             "--dir" => out.dir = Some(PathBuf::from(value(a)?)),
@@ -92,7 +101,7 @@ fn bench(args: &[String]) -> Result<(), String> {
     let mut reports = Vec::new();
     for w in &args.workloads {
         let dir = tempfile::Builder::new().prefix("annals-bench-").tempdir_in(&base).map_err(|e| e.to_string())?;
-        let figures = run_workload(w, dir.path(), args.scale).map_err(|e| format!("{w}: {e}"))?;
+        let figures = run_workload(w, dir.path(), args.scale, args.streams).map_err(|e| format!("{w}: {e}"))?;
         let report = Report { workload: w.clone(), figures };
         if !args.json {
             print_report(&report);
@@ -169,10 +178,10 @@ fn latency_figures(h: &Histogram<u64>) -> [(&'static str, f64); 3] {
     ]
 }
 
-fn run_workload(w: &str, dir: &Path, scale: f64) -> annals::Result<Vec<(&'static str, f64)>> {
+fn run_workload(w: &str, dir: &Path, scale: f64, streams: u64) -> annals::Result<Vec<(&'static str, f64)>> {
     match w {
-        "W1" => durable_appends(dir, 1, scaled(20_000, scale)),
-        "W2" => durable_appends(dir, 16, scaled(20_000, scale)),
+        "W1" => durable_appends(dir, 1, scaled(20_000, scale), streams),
+        "W2" => durable_appends(dir, 16, scaled(20_000, scale), streams),
         "W3" => {
             let store = Options::new().durability(Durability::Sync).open(dir)?;
             let appends = scaled(200, scale);
@@ -257,10 +266,20 @@ fn stream_names(n: u64) -> Vec<String> {
     (0..n).map(|i| format!("account-{i}")).collect()
 }
 
-/// W1 and W2: `threads` threads, each `n` single-event Sync appends to a random one of 10,000 streams.
-fn durable_appends(dir: &Path, threads: usize, n: u64) -> annals::Result<Vec<(&'static str, f64)>> {
+/// W1 and W2: `threads` threads, each `n` single-event Sync appends to a random one of `streams` streams, which
+/// exist beforehand (one event each, written and indexed before the timed part).
+fn durable_appends(dir: &Path, threads: usize, n: u64, streams: u64) -> annals::Result<Vec<(&'static str, f64)>> {
+    let names = stream_names(streams);
+    {
+        let store = Options::new().durability(Durability::Buffered).open(dir)?;
+        let mut rng = Rng(99);
+        for s in &names {
+            store.append(s, ExpectedVersion::NoStream, &[rng.event()])?;
+        }
+    }
     let store = Options::new().durability(Durability::Sync).open(dir)?;
-    let streams = Arc::new(stream_names(10_000));
+    let streams = Arc::new(names);
+    let count = streams.len() as u64;
     let barrier = Arc::new(Barrier::new(threads));
     let started = Instant::now();
     let handles: Vec<_> = (0..threads)
@@ -268,8 +287,7 @@ fn durable_appends(dir: &Path, threads: usize, n: u64) -> annals::Result<Vec<(&'
             let (store, streams, barrier) = (store.clone(), streams.clone(), barrier.clone());
             std::thread::spawn(move || -> annals::Result<Histogram<u64>> {
                 let mut rng = Rng(t as u64 + 1);
-                let events: Vec<(usize, NewEvent)> =
-                    (0..n).map(|_| (rng.below(10_000) as usize, rng.event())).collect();
+                let events: Vec<(usize, NewEvent)> = (0..n).map(|_| (rng.below(count) as usize, rng.event())).collect();
                 let mut h = histogram();
                 barrier.wait();
                 for (s, e) in &events {

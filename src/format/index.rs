@@ -27,6 +27,9 @@ pub const CHUNK_STREAM_BYTES: usize = 48;
 pub const SPARSE_EVERY: u64 = 64;
 /// "No previous chunk" in a stream entry.
 pub const NO_CHUNK: u64 = u64::MAX;
+/// "Search the previous chunk for the stream" in a stream entry's `prev_entry` (none, or it was not found when
+/// the entry was written).
+pub const NO_ENTRY: u32 = u32::MAX;
 /// Bytes of the directory's header page; slots start here.
 pub const DIRECTORY_HEADER_BYTES: usize = 4096;
 /// Bytes the directory header's checksum covers (from offset 12).
@@ -71,7 +74,8 @@ pub struct ChunkStream {
     /// Position of the stream's last event before this chunk, or [`NO_CHUNK`] (the chunk holding it is found by
     /// position).
     pub prev_position: u64,
-    /// Index of the stream's entry in that chunk (a stream read follows the chain without searching).
+    /// Index of the stream's entry in that chunk (a stream read follows the chain without searching), or
+    /// [`NO_ENTRY`].
     pub prev_entry: u32,
     /// Index of the stream's first offset in the offsets array.
     pub events_at: u32,
@@ -359,7 +363,15 @@ mod tests {
                 events_at: 0,
                 count: 2,
             },
-            ChunkStream { hash: 5, first_version: 3, last_position: 132, prev_position: 64, prev_entry: 9, events_at: 2, count: 1 },
+            ChunkStream {
+                hash: 5,
+                first_version: 3,
+                last_position: 132,
+                prev_position: 64,
+                prev_entry: 9,
+                events_at: 2,
+                count: 1,
+            },
         ];
         let b = encode_chunk(header(), &streams, &[64, 160, 320], &[64]);
         let h = decode_chunk_header(&b, true).unwrap();

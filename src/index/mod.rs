@@ -24,7 +24,7 @@ use foldhash::fast::RandomState;
 use smallvec::SmallVec;
 
 use crate::format::frame::{self, Frame};
-use crate::format::index::{self as layout, ChunkHeader, ChunkStream, Slot, NO_CHUNK, SPARSE_EVERY};
+use crate::format::index::{self as layout, ChunkHeader, ChunkStream, Slot, NO_CHUNK, NO_ENTRY, SPARSE_EVERY};
 use crate::fs::{self, FileSystem};
 use crate::log::reader::LogMap;
 use crate::log::Location;
@@ -273,7 +273,7 @@ impl StreamIndex {
             }
             let chunk = self.chunk_for(prev).ok_or_else(|| self.broken_chain(stream, prev))?;
             let (bytes, h) = self.chunk_bytes(log, chunk)?;
-            let entry = match prev_entry {
+            let entry = match prev_entry.filter(|&i| i != NO_ENTRY) {
                 Some(i) => chunks::entry_at(bytes, h, i, hash, prev),
                 None => {
                     let segment = h.segment_number as u32;
@@ -423,9 +423,11 @@ impl StreamIndex {
                 let prev_entry = if i0 > 0 {
                     *built_entry.get(&**name).expect("the stream's earlier chunk of this memtable was built")
                 } else if prev_position != NO_CHUNK {
-                    self.entry_index(log, name, s.hash, prev_position)?
+                    // A damaged or missing earlier chunk must not stop the index (its damage is reported to the
+                    // reads that need it, and marked for a rebuild): the entry then leaves the reader to search.
+                    self.entry_index(log, name, s.hash, prev_position).unwrap_or(NO_ENTRY)
                 } else {
-                    0
+                    NO_ENTRY
                 };
                 let entry = ChunkStream {
                     hash: s.hash,
