@@ -166,8 +166,9 @@ type Results = SmallVec<[AppendResult; 1]>;
 enum Decision {
     /// An idempotent retry: the events are already there; this is the original result.
     Retry(AppendResult),
-    /// Append the part; its first event gets this version.
-    Write(u64),
+    /// Append the part; its first event gets version `first_version`; the stream's newest event so far is at
+    /// position `prev` (`None`: a new stream). The index is told, so it need not look the stream up again.
+    Write { first_version: u64, prev: Option<u64> },
 }
 
 impl Store {
@@ -343,6 +344,7 @@ impl Store {
         // Plain loops: the iterator-collect forms into SmallVec cost several hundred instructions per append.
         let mut decisions: SmallVec<[Decision; 1]> = SmallVec::new();
         let mut planned: SmallVec<[PlannedPart<'_>; 1]> = SmallVec::new();
+        let mut planned_prev: SmallVec<[Option<u64>; 1]> = SmallVec::new();
         {
             let state = shared.state();
             for p in parts {
@@ -364,8 +366,9 @@ impl Store {
                         return Err(e);
                     }
                 };
-                if let Decision::Write(first_version) = d {
+                if let Decision::Write { first_version, prev } = d {
                     planned.push(PlannedPart { stream: p.stream, first_version, events: p.events });
+                    planned_prev.push(prev);
                 }
                 decisions.push(d);
             }
@@ -376,7 +379,7 @@ impl Store {
                 .into_iter()
                 .map(|d| match d {
                     Decision::Retry(r) => r,
-                    Decision::Write(_) => unreachable!("no part is written"),
+                    Decision::Write { .. } => unreachable!("no part is written"),
                 })
                 .collect();
             // A retry of an append still waiting for its sync must not be acknowledged before it.
@@ -400,7 +403,7 @@ impl Store {
             let segment = written.first.segment();
             let mut offset = written.first.offset();
             let mut position = written.first_position;
-            for part in &planned {
+            for (part, prev) in planned.iter().zip(&planned_prev) {
                 for (i, e) in part.events.iter().enumerate() {
                     let at = Location::new(segment, offset);
                     let bytes = frame::event_frame_bytes(
@@ -421,6 +424,7 @@ impl Store {
                         *e.id().as_bytes(),
                         at,
                         bytes.into(),
+                        (i == 0).then_some(*prev),
                     );
                     if let Err(e) = pushed {
                         // The checks above read the same index under the writer lock: only damage found since
@@ -448,7 +452,7 @@ impl Store {
         for (p, d) in parts.iter().zip(decisions) {
             results.push(match d {
                 Decision::Retry(r) => r,
-                Decision::Write(first_version) => {
+                Decision::Write { first_version, .. } => {
                     let n = p.events.len() as u64;
                     position += n;
                     AppendResult {
@@ -955,6 +959,7 @@ fn decide(state: &State, part: &StreamAppend<'_>) -> Result<Decision> {
     let n = part.events.len() as u64;
     let conflict = || Error::WrongExpectedVersion { stream: part.stream.to_owned(), expected: part.expected, actual };
     let next_version = actual.map_or(0, |v| v + 1);
+    let prev = tail.map(|t| t.position);
     match part.expected {
         ExpectedVersion::Exact(_) | ExpectedVersion::NoStream => {
             let start = match part.expected {
@@ -962,7 +967,7 @@ fn decide(state: &State, part: &StreamAppend<'_>) -> Result<Decision> {
                 _ => 0,
             };
             if start == next_version {
-                return Ok(Decision::Write(start));
+                return Ok(Decision::Write { first_version: start, prev });
             }
             match retry_of(state, part, start)? {
                 Some(r) => Ok(Decision::Retry(r)),
@@ -979,9 +984,9 @@ fn decide(state: &State, part: &StreamAppend<'_>) -> Result<Decision> {
             match next_version.checked_sub(n).filter(|_| last_matches) {
                 Some(start) => match retry_of(state, part, start)? {
                     Some(r) => Ok(Decision::Retry(r)),
-                    None => Ok(Decision::Write(next_version)),
+                    None => Ok(Decision::Write { first_version: next_version, prev }),
                 },
-                None => Ok(Decision::Write(next_version)),
+                None => Ok(Decision::Write { first_version: next_version, prev }),
             }
         }
     }
@@ -1160,7 +1165,7 @@ fn recover(fs: &Arc<dyn FileSystem>, dir: &Path, names: &[String], options: &Opt
                 let at = Location::new(i as u32, ev.offset as u32);
                 log.note_event(i as u32, ev.frame.position, ev.offset as u32);
                 let bytes = u64::from(ev.frame.frame_bytes);
-                index.push(log, ev.stream, ev.frame.version, ev.frame.position, ev.frame.id, at, bytes).map_err(|e| {
+                index.push(log, ev.stream, ev.frame.version, ev.frame.position, ev.frame.id, at, bytes, None).map_err(|e| {
                     match e {
                         PushError::Gap { expected, found } => Error::corrupt(
                             &path,

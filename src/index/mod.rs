@@ -322,7 +322,9 @@ impl StreamIndex {
     }
 
     /// Records that `stream`'s event `version`, at `position`, is at `location` and takes `frame_bytes`.
-    /// Versions must follow the stream's last one; positions arrive in order without gaps.
+    /// Versions must follow the stream's last one; positions arrive in order without gaps. `known_prev`: the
+    /// position of the stream's newest event, if the caller looked it up since the last change to the index
+    /// (the append path does, under the writer lock); `None` to look it up here (and check the version).
     #[allow(clippy::too_many_arguments)]
     pub fn push(
         &mut self,
@@ -333,6 +335,7 @@ impl StreamIndex {
         id: [u8; 16],
         location: Location,
         frame_bytes: u64,
+        known_prev: Option<Option<u64>>,
     ) -> std::result::Result<(), PushError> {
         debug_assert_eq!(position, self.active.end_position);
         if let Some(m) = self.active.streams.get_mut(stream) {
@@ -343,18 +346,23 @@ impl StreamIndex {
             m.events.push((position, location));
             m.last_id = id;
         } else {
-            let before = match self.frozen.as_ref().and_then(|f| f.streams.get(stream)) {
-                Some(m) => Some(m.tail()),
-                None => self.directory_tail(log, stream).map_err(PushError::Corrupt)?.map(|(t, _)| t),
+            let prev_position = match known_prev {
+                Some(prev) => prev.unwrap_or(NO_CHUNK),
+                None => {
+                    let before = match self.frozen.as_ref().and_then(|f| f.streams.get(stream)) {
+                        Some(m) => Some(m.tail()),
+                        None => self.directory_tail(log, stream).map_err(PushError::Corrupt)?.map(|(t, _)| t),
+                    };
+                    let expected = before.map_or(0, |t| t.version + 1);
+                    if expected != version {
+                        return Err(PushError::Gap { expected, found: version });
+                    }
+                    before.map_or(NO_CHUNK, |t| t.position)
+                }
             };
-            let expected = before.map_or(0, |t| t.version + 1);
-            if expected != version {
-                return Err(PushError::Gap { expected, found: version });
-            }
             let hash = self.hash(stream);
             let mut events = SmallVec::new();
             events.push((position, location));
-            let prev_position = before.map_or(NO_CHUNK, |t| t.position);
             self.active
                 .streams
                 .insert(stream.into(), MemStream { hash, first_version: version, prev_position, events, last_id: id });
