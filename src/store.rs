@@ -1165,16 +1165,16 @@ fn recover(fs: &Arc<dyn FileSystem>, dir: &Path, names: &[String], options: &Opt
                 let at = Location::new(i as u32, ev.offset as u32);
                 log.note_event(i as u32, ev.frame.position, ev.offset as u32);
                 let bytes = u64::from(ev.frame.frame_bytes);
-                index.push(log, ev.stream, ev.frame.version, ev.frame.position, ev.frame.id, at, bytes, None).map_err(|e| {
-                    match e {
+                index.push(log, ev.stream, ev.frame.version, ev.frame.position, ev.frame.id, at, bytes, None).map_err(
+                    |e| match e {
                         PushError::Gap { expected, found } => Error::corrupt(
                             &path,
                             ev.offset,
                             format!("stream {:?} has version {found}, expected {expected}", ev.stream),
                         ),
                         PushError::Corrupt(e) => e,
-                    }
-                })
+                    },
+                )
             })?
         };
         next_position = scan.next_position;
