@@ -807,7 +807,7 @@ pub struct ReadStream {
 
 /// A stream read asks the CPU for the frame this many events ahead while it checks the current one, so the
 /// cache misses of frames spread over a large log overlap instead of queueing.
-const PREFETCH_AHEAD: usize = 6;
+const PREFETCH_AHEAD: usize = 16;
 
 impl ReadStream {
     fn read(&mut self, at: Location) -> Result<RecordedEvent> {

@@ -795,7 +795,7 @@ fn streams_touching(model: &Model, from: u64, to: u64) -> (Vec<String>, Vec<Stri
 }
 
 /// With the index damaged in positions `[from, to)` (reported as damage to `file`): a read of a stream returns
-/// `Err(Corrupt)` naming `file` exactly when it needs an event in that range, and is right otherwise;
+/// `Err(Corrupt)` naming `file` only when it needs an event in that range, and is right otherwise;
 /// `stream_version` (the directory) is right for every stream; the rebuild marker is written.
 fn assert_damage_seen_by_reads(store: &Store, dir: &Path, model: &Model, from: u64, to: u64, file: &Path, what: &str) {
     assert!(!dir.join(MARKER).exists(), "{what}: the damage is not found at open");
@@ -806,7 +806,9 @@ fn assert_damage_seen_by_reads(store: &Store, dir: &Path, model: &Model, from: u
         for (from_version, bad) in [(0, touching.contains(stream)), (last, newest.contains(stream))] {
             match read_stream(store, stream, from_version) {
                 Err(Error::Corrupt { file: f, .. }) if bad => assert_eq!(f, file, "{what}: the file named"),
-                Ok(got) if !bad => assert!(got[..] == model.stream_events(stream)[from_version as usize..]),
+                // A read that needs the damaged chunk's events may still not visit it: later entries carry
+                // copies of a stream's recent locations. Then it must be right.
+                Ok(got) => assert!(got[..] == model.stream_events(stream)[from_version as usize..]),
                 other => panic!(
                     "{what}: read_stream({stream:?}, {from_version}) (events at {} positions, damage in {from}..{to}): \
                      {:?}",
@@ -817,7 +819,6 @@ fn assert_damage_seen_by_reads(store: &Store, dir: &Path, model: &Model, from: u
         }
         assert_eq!(store.stream_version(stream), Some(last), "{what}: stream_version({stream:?})");
     }
-    assert!(dir.join(MARKER).exists(), "{what}: the rebuild marker is written");
     // read_all does not need the chunk: the log is intact.
     assert!(
         read_all_from(store, from, 100)[..]
@@ -827,6 +828,7 @@ fn assert_damage_seen_by_reads(store: &Store, dir: &Path, model: &Model, from: u
         Err(Error::Corrupt { file: f, .. }) => assert_eq!(f, file, "{what}: verify names the file"),
         other => panic!("{what}: verify: {other:?}"),
     }
+    assert!(dir.join(MARKER).exists(), "{what}: the rebuild marker is written");
 }
 
 /// The next open rebuilds the index (and removes the marker); everything reads back.

@@ -24,7 +24,8 @@ fn chunk(b: &[u8]) {
         assert_eq!(unverified.as_ref(), Ok(h), "a checksum-valid chunk decodes the same without the check");
     }
     let Ok(h) = unverified else { return };
-    let (streams_at, offsets_at, sparse_at, end) = h.layout();
+    let l = h.layout();
+    let (streams_at, offsets_at, recent_at, sparse_at, end) = (l.streams, l.offsets, l.recent, l.sparse, l.end);
     assert_eq!(end as u64, h.file_bytes);
     assert_eq!(end, b.len(), "an accepted chunk header describes exactly the file");
     assert_eq!(streams_at, CHUNK_HEADER_BYTES);
@@ -39,6 +40,9 @@ fn chunk(b: &[u8]) {
                 let _ = read_u32(b, offsets_at + (s.events_at as usize + k) * 4);
             }
         }
+    }
+    for k in 0..h.recent_count as usize {
+        let _ = u64::from_le_bytes(b[recent_at + k * 8..recent_at + k * 8 + 8].try_into().unwrap());
     }
     for k in 0..h.sparse_count() as usize {
         let _ = read_u32(b, sparse_at + k * 4);

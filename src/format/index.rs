@@ -22,7 +22,9 @@ pub const INDEX_VERSION: u32 = 1;
 /// Bytes of a chunk index file's header.
 pub const CHUNK_HEADER_BYTES: usize = 96;
 /// Bytes of one stream entry of a chunk index file.
-pub const CHUNK_STREAM_BYTES: usize = 48;
+pub const CHUNK_STREAM_BYTES: usize = 64;
+/// Most locations of earlier events a chunk stream entry carries (see [`ChunkStream::recent_count`]).
+pub const RECENT_MAX: usize = 16;
 /// One sparse (position -> offset) entry per this many positions of a chunk.
 pub const SPARSE_EVERY: u64 = 64;
 /// "No previous chunk" in a stream entry.
@@ -63,6 +65,8 @@ pub struct ChunkHeader {
     pub hash_key: u64,
     pub hash_bits: u32,
     pub stream_count: u32,
+    /// Locations in the recent array (all entries' `recent_count` together).
+    pub recent_count: u32,
 }
 
 /// One stream's entry in a chunk index file.
@@ -80,6 +84,17 @@ pub struct ChunkStream {
     /// Index of the stream's first offset in the offsets array.
     pub events_at: u32,
     pub count: u32,
+    /// The locations (segment << 32 | offset) of the stream's `recent_count` events just before this chunk's
+    /// first, oldest first, at `recent_at` in the recent array: a read of the stream's newest events takes them
+    /// from here instead of visiting the chunks that hold them. At most [`RECENT_MAX`]; they start where an
+    /// earlier entry's own events start.
+    pub recent_at: u32,
+    pub recent_count: u32,
+    /// Where a read continues after the recent locations: the entry holding the event just before the oldest
+    /// of them (its newest event's position, or [`NO_CHUNK`], and its index). The previous entry if there are
+    /// no recent locations.
+    pub cont_position: u64,
+    pub cont_entry: u32,
 }
 
 impl ChunkHeader {
@@ -91,14 +106,25 @@ impl ChunkHeader {
         self.events().div_ceil(SPARSE_EVERY)
     }
 
-    /// Offsets of the parts of the file: (streams, offsets, sparse, end).
-    pub fn layout(&self) -> (usize, usize, usize, usize) {
+    /// Offsets of the parts of the file.
+    pub fn layout(&self) -> ChunkLayout {
         let streams = CHUNK_HEADER_BYTES;
         let offsets = streams + self.stream_count as usize * CHUNK_STREAM_BYTES;
-        let sparse = offsets + self.events() as usize * 4;
+        let recent = offsets + self.events() as usize * 4;
+        let sparse = recent + self.recent_count as usize * 8;
         let end = sparse + self.sparse_count() as usize * 4;
-        (streams, offsets, sparse, end)
+        ChunkLayout { streams, offsets, recent, sparse, end }
     }
+}
+
+/// Where the parts of a chunk index file start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChunkLayout {
+    pub streams: usize,
+    pub offsets: usize,
+    pub recent: usize,
+    pub sparse: usize,
+    pub end: usize,
 }
 
 /// Why a chunk index file was refused.
@@ -114,10 +140,19 @@ pub enum IndexFileError {
     Inconsistent(&'static str),
 }
 
-/// Encodes a chunk index file. `streams` must be sorted by hash; `offsets` and `sparse` as described above.
-pub fn encode_chunk(mut header: ChunkHeader, streams: &[ChunkStream], offsets: &[u32], sparse: &[u32]) -> Vec<u8> {
+/// Encodes a chunk index file. `streams` must be sorted by hash; `offsets`, `recent` and `sparse` as described
+/// above.
+pub fn encode_chunk(
+    mut header: ChunkHeader,
+    streams: &[ChunkStream],
+    offsets: &[u32],
+    recent: &[u64],
+    sparse: &[u32],
+) -> Vec<u8> {
     header.stream_count = streams.len() as u32;
-    let (s_at, o_at, p_at, end) = header.layout();
+    header.recent_count = recent.len() as u32;
+    let l = header.layout();
+    let (s_at, o_at, r_at, p_at, end) = (l.streams, l.offsets, l.recent, l.sparse, l.end);
     header.file_bytes = end as u64;
     debug_assert_eq!(offsets.len() as u64, header.events());
     debug_assert_eq!(sparse.len() as u64, header.sparse_count());
@@ -135,18 +170,26 @@ pub fn encode_chunk(mut header: ChunkHeader, streams: &[ChunkStream], offsets: &
     write_u32(&mut b, 80, header.hash_bits);
     write_u32(&mut b, 84, header.stream_count);
     write_u32(&mut b, 88, SPARSE_EVERY as u32);
+    write_u32(&mut b, 92, header.recent_count);
     for (i, s) in streams.iter().enumerate() {
         let at = s_at + i * CHUNK_STREAM_BYTES;
         write_u64(&mut b, at, s.hash);
         write_u64(&mut b, at + 8, s.first_version);
         write_u64(&mut b, at + 16, s.last_position);
         write_u64(&mut b, at + 24, s.prev_position);
-        write_u32(&mut b, at + 32, s.events_at);
-        write_u32(&mut b, at + 36, s.count);
-        write_u32(&mut b, at + 40, s.prev_entry);
+        write_u64(&mut b, at + 32, s.cont_position);
+        write_u32(&mut b, at + 40, s.events_at);
+        write_u32(&mut b, at + 44, s.count);
+        write_u32(&mut b, at + 48, s.prev_entry);
+        write_u32(&mut b, at + 52, s.cont_entry);
+        write_u32(&mut b, at + 56, s.recent_at);
+        write_u32(&mut b, at + 60, s.recent_count);
     }
     for (i, o) in offsets.iter().enumerate() {
         write_u32(&mut b, o_at + i * 4, *o);
+    }
+    for (i, r) in recent.iter().enumerate() {
+        write_u64(&mut b, r_at + i * 8, *r);
     }
     for (i, o) in sparse.iter().enumerate() {
         write_u32(&mut b, p_at + i * 4, *o);
@@ -176,6 +219,7 @@ pub fn decode_chunk_header(b: &[u8], verify: bool) -> Result<ChunkHeader, IndexF
         hash_key: read_u64(b, 72),
         hash_bits: read_u32(b, 80),
         stream_count: read_u32(b, 84),
+        recent_count: read_u32(b, 92),
     };
     if h.file_bytes != b.len() as u64 {
         return Err(IndexFileError::Inconsistent("length"));
@@ -194,8 +238,10 @@ pub fn decode_chunk_header(b: &[u8], verify: bool) -> Result<ChunkHeader, IndexF
     {
         return Err(IndexFileError::Inconsistent("counts"));
     }
-    let (_, _, _, end) = h.layout();
-    if end as u64 != h.file_bytes {
+    if h.recent_count as u64 > events * RECENT_MAX as u64 {
+        return Err(IndexFileError::Inconsistent("counts"));
+    }
+    if h.layout().end as u64 != h.file_bytes {
         return Err(IndexFileError::Inconsistent("layout"));
     }
     Ok(h)
@@ -209,9 +255,13 @@ pub fn chunk_stream(b: &[u8], i: usize) -> ChunkStream {
         first_version: read_u64(b, at + 8),
         last_position: read_u64(b, at + 16),
         prev_position: read_u64(b, at + 24),
-        events_at: read_u32(b, at + 32),
-        count: read_u32(b, at + 36),
-        prev_entry: read_u32(b, at + 40),
+        cont_position: read_u64(b, at + 32),
+        events_at: read_u32(b, at + 40),
+        count: read_u32(b, at + 44),
+        prev_entry: read_u32(b, at + 48),
+        cont_entry: read_u32(b, at + 52),
+        recent_at: read_u32(b, at + 56),
+        recent_count: read_u32(b, at + 60),
     }
 }
 
@@ -348,6 +398,7 @@ mod tests {
             hash_key: 9,
             hash_bits: 64,
             stream_count: 0,
+            recent_count: 0,
         }
     }
 
@@ -362,6 +413,10 @@ mod tests {
                 prev_position: NO_CHUNK,
                 events_at: 0,
                 count: 2,
+                recent_at: 0,
+                recent_count: 0,
+                cont_position: NO_CHUNK,
+                cont_entry: NO_ENTRY,
             },
             ChunkStream {
                 hash: 5,
@@ -371,11 +426,16 @@ mod tests {
                 prev_entry: 9,
                 events_at: 2,
                 count: 1,
+                recent_at: 0,
+                recent_count: 2,
+                cont_position: 40,
+                cont_entry: 3,
             },
         ];
-        let b = encode_chunk(header(), &streams, &[64, 160, 320], &[64]);
+        let b = encode_chunk(header(), &streams, &[64, 160, 320], &[(1 << 32) | 64, (1 << 32) | 96], &[64]);
         let h = decode_chunk_header(&b, true).unwrap();
         assert_eq!(h.stream_count, 2);
+        assert_eq!(h.recent_count, 2);
         assert_eq!(h.file_bytes, b.len() as u64);
         assert_eq!(chunk_stream(&b, 1), streams[1]);
         assert_eq!(chunk_stream_hash(&b, 0), 1);

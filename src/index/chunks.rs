@@ -135,10 +135,10 @@ pub fn find_stream(
             hi = mid;
         }
     }
-    let (_, offsets_at, _, _) = h.layout();
+    let offsets_at = h.layout().offsets;
     while lo < n && index::chunk_stream_hash(bytes, lo) == hash {
         let s = index::chunk_stream(bytes, lo);
-        if s.count == 0 || s.events_at as u64 + s.count as u64 > h.events() {
+        if !fits(h, &s) {
             return Err(Error::corrupt(PathBuf::new(), 0, "index file stream entry out of range"));
         }
         if is_it(crate::format::read_u32(bytes, offsets_at + s.events_at as usize * 4))? {
@@ -156,13 +156,33 @@ pub fn entry_at(bytes: &[u8], h: &ChunkHeader, i: u32, hash: u64, last_position:
         return None;
     }
     let s = index::chunk_stream(bytes, i as usize);
-    let fits = s.count > 0 && s.events_at as u64 + s.count as u64 <= h.events();
-    (fits && s.hash == hash && s.last_position == last_position).then_some(s)
+    (fits(h, &s) && s.hash == hash && s.last_position == last_position).then_some(s)
+}
+
+/// The entry's events and recent locations lie inside the file's arrays.
+fn fits(h: &ChunkHeader, s: &ChunkStream) -> bool {
+    s.count > 0
+        && s.events_at as u64 + s.count as u64 <= h.events()
+        && s.recent_count as usize <= index::RECENT_MAX
+        && s.recent_count as u64 <= s.first_version
+        && s.recent_at as u64 + s.recent_count as u64 <= h.recent_count as u64
+}
+
+/// The entry's recent locations (the stream's events just before the chunk, oldest first) with version >=
+/// `from_version`.
+pub fn recent(bytes: &[u8], h: &ChunkHeader, s: &ChunkStream, from_version: u64, out: &mut Vec<Location>) {
+    let recent_at = h.layout().recent;
+    let first = s.first_version - s.recent_count as u64;
+    let skip = from_version.saturating_sub(first).min(s.recent_count as u64) as usize;
+    for i in skip..s.recent_count as usize {
+        let l = crate::format::read_u64(bytes, recent_at + (s.recent_at as usize + i) * 8);
+        out.push(Location::new((l >> 32) as u32, l as u32));
+    }
 }
 
 /// The locations of the entry's events with version >= `from_version`.
 pub fn locations(bytes: &[u8], h: &ChunkHeader, s: &ChunkStream, from_version: u64, out: &mut Vec<Location>) {
-    let (_, offsets_at, _, _) = h.layout();
+    let offsets_at = h.layout().offsets;
     let skip = from_version.saturating_sub(s.first_version).min(s.count as u64) as usize;
     let segment = h.segment_number as u32;
     for i in skip..s.count as usize {
@@ -176,7 +196,7 @@ pub fn seek(bytes: &[u8], h: &ChunkHeader, position: u64) -> Option<u32> {
     if position < h.first_position || position >= h.end_position {
         return None;
     }
-    let (_, _, sparse_at, _) = h.layout();
+    let sparse_at = h.layout().sparse;
     let k = ((position - h.first_position) / index::SPARSE_EVERY) as usize;
     Some(crate::format::read_u32(bytes, sparse_at + k * 4))
 }

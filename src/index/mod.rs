@@ -111,6 +111,19 @@ impl MemTable {
     }
 }
 
+/// A stream's entry in a chunk, as the next entry of the stream needs it.
+struct PrevEntry {
+    /// The entry's newest event, and the entry's index in its chunk.
+    position: u64,
+    entry: u32,
+    /// Its own events' locations, and its recent locations, oldest first.
+    own: Vec<Location>,
+    recent: Vec<Location>,
+    /// Its continuation and previous-entry pointers (position, entry index).
+    cont: (u64, u32),
+    prev: (u64, u32),
+}
+
 /// A chunk file built from a memtable, ready to write.
 pub struct BuiltChunk {
     pub header: ChunkHeader,
@@ -287,8 +300,19 @@ impl StreamIndex {
             let start = out.len();
             chunks::locations(bytes, h, &entry, from_version, &mut out);
             out[start..].reverse();
-            prev = if entry.first_version > from_version { entry.prev_position } else { NO_CHUNK };
-            prev_entry = Some(entry.prev_entry);
+            if entry.first_version <= from_version {
+                break;
+            }
+            // The locations of the events just before the chunk, copied into the entry: no visit to the chunks
+            // holding them.
+            let start = out.len();
+            chunks::recent(bytes, h, &entry, from_version, &mut out);
+            out[start..].reverse();
+            if entry.first_version - u64::from(entry.recent_count) <= from_version {
+                break;
+            }
+            prev = entry.cont_position;
+            prev_entry = Some(entry.cont_entry);
         }
         out.reverse();
         Ok(out)
@@ -403,8 +427,8 @@ impl StreamIndex {
     /// Builds the chunk files of a memtable: one per segment its events are in.
     pub fn build_chunks(&self, log: &LogMap, m: &MemTable) -> Result<Vec<BuiltChunk>> {
         let mut out = Vec::new();
-        // Each stream's entry index in the last chunk built here that holds it.
-        let mut built_entry: HashMap<&str, u32, RandomState> = HashMap::default();
+        // Each stream's entry in the last chunk built here that holds it.
+        let mut built: HashMap<&str, PrevEntry, RandomState> = HashMap::default();
         for (k, &(segment_number, end_offset)) in m.segment_ends.iter().enumerate() {
             let segment = log
                 .segment(segment_number)
@@ -415,7 +439,14 @@ impl StreamIndex {
                 None => m.end_position,
             };
             let count = (end - first) as usize;
-            let mut entries: Vec<(ChunkStream, u64, SmallVec<[u32; 2]>, &str)> = Vec::new();
+            struct Pending<'a> {
+                entry: ChunkStream,
+                first_position: u64,
+                own: Vec<Location>,
+                recent: Vec<Location>,
+                name: &'a str,
+            }
+            let mut entries: Vec<Pending<'_>> = Vec::new();
             let mut by_position = vec![u32::MAX; count];
             for (name, s) in &m.streams {
                 let i0 = s.events.partition_point(|e| e.1.segment() < segment_number);
@@ -428,14 +459,28 @@ impl StreamIndex {
                     by_position[(p - first) as usize] = at.offset();
                 }
                 let prev_position = if i0 == 0 { s.prev_position } else { s.events[i0 - 1].0 };
-                let prev_entry = if i0 > 0 {
-                    *built_entry.get(&**name).expect("the stream's earlier chunk of this memtable was built")
+                // The stream's previous entry: built just above, or in an earlier chunk file. A damaged or
+                // missing earlier chunk must not stop the index (its damage is reported to the reads that need
+                // it, and marked for a rebuild): the entry then names no index there, and readers search.
+                let prev = if i0 > 0 {
+                    built.remove(&**name)
                 } else if prev_position != NO_CHUNK {
-                    // A damaged or missing earlier chunk must not stop the index (its damage is reported to the
-                    // reads that need it, and marked for a rebuild): the entry then leaves the reader to search.
-                    self.entry_index(log, name, s.hash, prev_position).unwrap_or(NO_ENTRY)
+                    self.prev_entry(log, name, s.hash, prev_position).ok()
                 } else {
-                    NO_ENTRY
+                    None
+                };
+                let (prev_entry, recent, cont) = match &prev {
+                    None => (NO_ENTRY, Vec::new(), (prev_position, NO_ENTRY)),
+                    Some(p) => {
+                        let (recent, cont) = if p.recent.len() + p.own.len() <= layout::RECENT_MAX {
+                            ([&p.recent[..], &p.own[..]].concat(), p.cont)
+                        } else if p.own.len() <= layout::RECENT_MAX {
+                            (p.own.clone(), p.prev)
+                        } else {
+                            (Vec::new(), (p.position, p.entry))
+                        };
+                        (p.entry, recent, cont)
+                    }
                 };
                 let entry = ChunkStream {
                     hash: s.hash,
@@ -445,20 +490,38 @@ impl StreamIndex {
                     prev_entry,
                     events_at: 0,
                     count: evs.len() as u32,
+                    recent_at: 0,
+                    recent_count: recent.len() as u32,
+                    cont_position: cont.0,
+                    cont_entry: cont.1,
                 };
-                entries.push((entry, evs[0].0, evs.iter().map(|e| e.1.offset()).collect(), &**name));
+                let own = evs.iter().map(|e| e.1).collect();
+                entries.push(Pending { entry, first_position: evs[0].0, own, recent, name });
             }
             if by_position.contains(&u32::MAX) {
                 return Err(Error::corrupt(&self.dir, 0, "memtable has a hole in its positions"));
             }
-            entries.sort_unstable_by_key(|e| (e.0.hash, e.1));
+            entries.sort_unstable_by_key(|e| (e.entry.hash, e.first_position));
             let mut streams = Vec::with_capacity(entries.len());
             let mut offsets = Vec::with_capacity(count);
-            for (i, (mut e, _, offs, name)) in entries.into_iter().enumerate() {
-                e.events_at = offsets.len() as u32;
-                offsets.extend_from_slice(&offs);
-                streams.push(e);
-                built_entry.insert(name, i as u32);
+            let mut recent_all: Vec<u64> = Vec::new();
+            for (i, mut p) in entries.into_iter().enumerate() {
+                p.entry.events_at = offsets.len() as u32;
+                offsets.extend(p.own.iter().map(|l| l.offset()));
+                p.entry.recent_at = recent_all.len() as u32;
+                recent_all.extend(p.recent.iter().map(|l| (u64::from(l.segment()) << 32) | u64::from(l.offset())));
+                built.insert(
+                    p.name,
+                    PrevEntry {
+                        position: p.entry.last_position,
+                        entry: i as u32,
+                        own: p.own,
+                        recent: p.recent,
+                        cont: (p.entry.cont_position, p.entry.cont_entry),
+                        prev: (p.entry.prev_position, p.entry.prev_entry),
+                    },
+                );
+                streams.push(p.entry);
             }
             let sparse: Vec<u32> = by_position.iter().step_by(SPARSE_EVERY as usize).copied().collect();
             let header = ChunkHeader {
@@ -472,16 +535,17 @@ impl StreamIndex {
                 hash_key: self.hash_key,
                 hash_bits: self.hash_bits,
                 stream_count: 0,
+                recent_count: 0,
             };
-            let bytes = layout::encode_chunk(header, &streams, &offsets, &sparse);
+            let bytes = layout::encode_chunk(header, &streams, &offsets, &recent_all, &sparse);
             let header = layout::decode_chunk_header(&bytes, false).expect("just encoded");
             out.push(BuiltChunk { header, bytes });
         }
         Ok(out)
     }
 
-    /// The index of `stream`'s entry in the chunk holding `position` (its newest event there).
-    fn entry_index(&self, log: &LogMap, stream: &str, hash: u64, position: u64) -> Result<u32> {
+    /// The entry of `stream` in the chunk holding `position` (its newest event there).
+    fn prev_entry(&self, log: &LogMap, stream: &str, hash: u64, position: u64) -> Result<PrevEntry> {
         let chunk = self.chunk_for(position).ok_or_else(|| self.broken_chain(stream, position))?;
         let (bytes, h) = self.chunk_bytes(log, chunk)?;
         let segment = h.segment_number as u32;
@@ -489,7 +553,20 @@ impl StreamIndex {
             Ok(frame_at(log, Location::new(segment, offset))?.1 == stream.as_bytes())
         })?;
         match found {
-            Some((i, e)) if e.last_position == position => Ok(i),
+            Some((i, e)) if e.last_position == position => {
+                let mut own = Vec::with_capacity(e.count as usize);
+                chunks::locations(bytes, h, &e, 0, &mut own);
+                let mut recent = Vec::with_capacity(e.recent_count as usize);
+                chunks::recent(bytes, h, &e, 0, &mut recent);
+                Ok(PrevEntry {
+                    position,
+                    entry: i,
+                    own,
+                    recent,
+                    cont: (e.cont_position, e.cont_entry),
+                    prev: (e.prev_position, e.prev_entry),
+                })
+            }
             _ => Err(self.broken_chain(stream, position)),
         }
     }
@@ -820,7 +897,7 @@ impl StreamIndex {
             let segment = ch.segment_number as u32;
             for i in 0..ch.stream_count as usize {
                 let s = layout::chunk_stream(bytes, i);
-                let (_, offsets_at, _, _) = ch.layout();
+                let offsets_at = ch.layout().offsets;
                 let first_offset = crate::format::read_u32(bytes, offsets_at + s.events_at as usize * 4);
                 let last_offset = crate::format::read_u32(bytes, offsets_at + (s.events_at + s.count - 1) as usize * 4);
                 let name = frame_at(log, Location::new(segment, first_offset))?.1.to_owned();
