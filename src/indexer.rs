@@ -28,7 +28,7 @@ use crate::log::commit::Commit;
 use crate::store::State;
 
 /// Streams applied to the directory per hold of the state write lock.
-const APPLY_BATCH: usize = 4096;
+const APPLY_BATCH: usize = 1024;
 /// After a failed index write, the indexer waits this long before it tries again.
 pub const RETRY_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
 
@@ -183,10 +183,13 @@ fn flush_frozen(
             }
         }
     }
-    let built = {
+    // The build reads earlier chunk files and frames (tens of milliseconds for a memtable of many streams):
+    // from a view of the index, without holding the state lock that appends need.
+    let view = {
         let st = read(state);
-        st.index.build_chunks(&st.log, &m).map_err(Failure::Fatal)?
+        st.index.build_view(&st.log)
     };
+    let built = view.build_chunks(&m).map_err(Failure::Fatal)?;
     StreamIndex::write_chunks(fs, dir, &built).map_err(|_| Failure::Retry)?;
     let extra = StreamIndex::memtable_streams(&m);
     let snapshot = {

@@ -27,6 +27,7 @@ use crate::format::frame::{self, Frame};
 use crate::format::index::{self as layout, ChunkHeader, ChunkStream, Slot, NO_CHUNK, NO_ENTRY, SPARSE_EVERY};
 use crate::fs::{self, FileSystem};
 use crate::log::reader::LogMap;
+use crate::log::segment::Segment;
 use crate::log::Location;
 use crate::{Error, Result};
 
@@ -158,9 +159,9 @@ pub struct StreamIndex {
 
 /// The event frame at `at` and its stream name, read without verifying the checksum (the callers compare the
 /// name and the position and version it claims; a damaged frame fails those or the read that follows).
-fn frame_at(log: &LogMap, at: Location) -> Result<(Frame, &[u8])> {
-    let segment = log
-        .segment(at.segment())
+fn frame_at(segments: &[Arc<Segment>], at: Location) -> Result<(Frame, &[u8])> {
+    let segment = segments
+        .get(at.segment() as usize)
         .ok_or_else(|| Error::corrupt(PathBuf::new(), 0, format!("index names missing segment {}", at.segment())))?;
     let bytes = segment.bytes().get(at.offset() as usize..).unwrap_or_default();
     let bad = |why: String| Error::corrupt(segment.path(), at.offset() as u64, why);
@@ -169,6 +170,196 @@ fn frame_at(log: &LogMap, at: Location) -> Result<(Frame, &[u8])> {
         .get(f.stream_at()..f.stream_at() + f.stream_bytes as usize)
         .ok_or_else(|| bad("index points at a frame without a stream name".into()))?;
     Ok((f, name))
+}
+
+/// What building chunk files needs of the index and the log: taken under the state lock
+/// ([`StreamIndex::build_view`]) and used without it, so appends and reads go on while the indexer builds. Only
+/// the indexer adds chunks, and segments are only added, so the view stays true for what it is used for.
+pub struct BuildView {
+    fs: Arc<dyn FileSystem>,
+    dir: PathBuf,
+    hash_key: u64,
+    hash_bits: u32,
+    chunks: Vec<Arc<Chunk>>,
+    chunk_firsts: Vec<u64>,
+    segments: Vec<Arc<Segment>>,
+}
+
+impl BuildView {
+    fn chunk_for(&self, position: u64) -> Option<&Arc<Chunk>> {
+        let i = self.chunk_firsts.partition_point(|&f| f <= position).checked_sub(1)?;
+        let c = &self.chunks[i];
+        (position < c.end_position()).then_some(c)
+    }
+
+    fn chunk_bytes<'a>(&self, chunk: &'a Chunk) -> Result<(&'a [u8], &'a ChunkHeader)> {
+        let segments = &self.segments;
+        let r = chunk.get(&*self.fs, |number| {
+            let s = segments.get(usize::try_from(number).ok()?)?;
+            Some((s.first_position(), s.salt()))
+        });
+        if r.is_err() {
+            // As in `StreamIndex::chunk_bytes`: the next open rebuilds.
+            let _ = fs::write_file_atomic(&*self.fs, &self.dir, REBUILD_MARKER, b"an index file is damaged\n");
+        }
+        r
+    }
+
+    fn broken_chain(&self, stream: &str, position: u64) -> Error {
+        Error::corrupt(
+            &self.dir,
+            0,
+            format!("the index has no entry for {stream:?} in the chunk holding position {position}"),
+        )
+    }
+
+    /// Builds the chunk files of a memtable: one per segment its events are in.
+    pub fn build_chunks(&self, m: &MemTable) -> Result<Vec<BuiltChunk>> {
+        let mut out = Vec::new();
+        // Each stream's entry in the last chunk built here that holds it.
+        let mut built: HashMap<&str, PrevEntry, RandomState> = HashMap::default();
+        for (k, &(segment_number, end_offset)) in m.segment_ends.iter().enumerate() {
+            let segment = self
+                .segments
+                .get(segment_number as usize)
+                .ok_or_else(|| Error::corrupt(&self.dir, 0, "memtable names a missing segment"))?;
+            let first = m.first_position.max(segment.first_position());
+            let end = match m.segment_ends.get(k + 1) {
+                Some(&(next, _)) => self.segments.get(next as usize).map_or(m.end_position, |s| s.first_position()),
+                None => m.end_position,
+            };
+            let count = (end - first) as usize;
+            struct Pending<'a> {
+                entry: ChunkStream,
+                first_position: u64,
+                own: Vec<Location>,
+                recent: Vec<Location>,
+                name: &'a str,
+            }
+            let mut entries: Vec<Pending<'_>> = Vec::new();
+            let mut by_position = vec![u32::MAX; count];
+            for (name, s) in &m.streams {
+                let i0 = s.events.partition_point(|e| e.1.segment() < segment_number);
+                let i1 = s.events.partition_point(|e| e.1.segment() <= segment_number);
+                if i0 == i1 {
+                    continue;
+                }
+                let evs = &s.events[i0..i1];
+                for &(p, at) in evs {
+                    by_position[(p - first) as usize] = at.offset();
+                }
+                let prev_position = if i0 == 0 { s.prev_position } else { s.events[i0 - 1].0 };
+                // The stream's previous entry: built just above, or in an earlier chunk file. A damaged or
+                // missing earlier chunk must not stop the index (its damage is reported to the reads that need
+                // it, and marked for a rebuild): the entry then names no index there, and readers search.
+                let prev = if i0 > 0 {
+                    built.remove(&**name)
+                } else if prev_position != NO_CHUNK {
+                    self.prev_entry(name, s.hash, prev_position).ok()
+                } else {
+                    None
+                };
+                let (prev_entry, recent, cont) = match &prev {
+                    None => (NO_ENTRY, Vec::new(), (prev_position, NO_ENTRY)),
+                    Some(p) => {
+                        let (recent, cont) = if p.recent.len() + p.own.len() <= layout::RECENT_MAX {
+                            ([&p.recent[..], &p.own[..]].concat(), p.cont)
+                        } else if p.own.len() <= layout::RECENT_MAX {
+                            (p.own.clone(), p.prev)
+                        } else {
+                            (Vec::new(), (p.position, p.entry))
+                        };
+                        (p.entry, recent, cont)
+                    }
+                };
+                let entry = ChunkStream {
+                    hash: s.hash,
+                    first_version: s.first_version + i0 as u64,
+                    last_position: evs[evs.len() - 1].0,
+                    prev_position,
+                    prev_entry,
+                    events_at: 0,
+                    count: evs.len() as u32,
+                    recent_at: 0,
+                    recent_count: recent.len() as u32,
+                    cont_position: cont.0,
+                    cont_entry: cont.1,
+                };
+                let own = evs.iter().map(|e| e.1).collect();
+                entries.push(Pending { entry, first_position: evs[0].0, own, recent, name });
+            }
+            if by_position.contains(&u32::MAX) {
+                return Err(Error::corrupt(&self.dir, 0, "memtable has a hole in its positions"));
+            }
+            entries.sort_unstable_by_key(|e| (e.entry.hash, e.first_position));
+            let mut streams = Vec::with_capacity(entries.len());
+            let mut offsets = Vec::with_capacity(count);
+            let mut recent_all: Vec<u64> = Vec::new();
+            for (i, mut p) in entries.into_iter().enumerate() {
+                p.entry.events_at = offsets.len() as u32;
+                offsets.extend(p.own.iter().map(|l| l.offset()));
+                p.entry.recent_at = recent_all.len() as u32;
+                recent_all.extend(p.recent.iter().map(|l| (u64::from(l.segment()) << 32) | u64::from(l.offset())));
+                built.insert(
+                    p.name,
+                    PrevEntry {
+                        position: p.entry.last_position,
+                        entry: i as u32,
+                        own: p.own,
+                        recent: p.recent,
+                        cont: (p.entry.cont_position, p.entry.cont_entry),
+                        prev: (p.entry.prev_position, p.entry.prev_entry),
+                    },
+                );
+                streams.push(p.entry);
+            }
+            let sparse: Vec<u32> = by_position.iter().step_by(SPARSE_EVERY as usize).copied().collect();
+            let header = ChunkHeader {
+                file_bytes: 0,
+                segment_number: segment.number(),
+                segment_first_position: segment.first_position(),
+                segment_salt: segment.salt(),
+                first_position: first,
+                end_position: end,
+                end_offset,
+                hash_key: self.hash_key,
+                hash_bits: self.hash_bits,
+                stream_count: 0,
+                recent_count: 0,
+            };
+            let bytes = layout::encode_chunk(header, &streams, &offsets, &recent_all, &sparse);
+            let header = layout::decode_chunk_header(&bytes, false).expect("just encoded");
+            out.push(BuiltChunk { header, bytes });
+        }
+        Ok(out)
+    }
+
+    /// The entry of `stream` in the chunk holding `position` (its newest event there).
+    fn prev_entry(&self, stream: &str, hash: u64, position: u64) -> Result<PrevEntry> {
+        let chunk = self.chunk_for(position).ok_or_else(|| self.broken_chain(stream, position))?;
+        let (bytes, h) = self.chunk_bytes(chunk)?;
+        let segment = h.segment_number as u32;
+        let found = chunks::find_stream(bytes, h, hash, |offset| {
+            Ok(frame_at(&self.segments, Location::new(segment, offset))?.1 == stream.as_bytes())
+        })?;
+        match found {
+            Some((i, e)) if e.last_position == position => {
+                let mut own = Vec::with_capacity(e.count as usize);
+                chunks::locations(bytes, h, &e, 0, &mut own);
+                let mut recent = Vec::with_capacity(e.recent_count as usize);
+                chunks::recent(bytes, h, &e, 0, &mut recent);
+                Ok(PrevEntry {
+                    position,
+                    entry: i,
+                    own,
+                    recent,
+                    cont: (e.cont_position, e.cont_entry),
+                    prev: (e.prev_position, e.prev_entry),
+                })
+            }
+            _ => Err(self.broken_chain(stream, position)),
+        }
+    }
 }
 
 impl StreamIndex {
@@ -187,7 +378,7 @@ impl StreamIndex {
         let mut found = None;
         self.directory.find(hash, |slot| {
             let at = Location::new(slot.last_segment, slot.last_offset);
-            let Ok((f, name)) = frame_at(log, at) else { return Ok(false) };
+            let Ok((f, name)) = frame_at(log.segments(), at) else { return Ok(false) };
             if name != stream.as_bytes() {
                 return Ok(false);
             }
@@ -291,7 +482,7 @@ impl StreamIndex {
                 None => {
                     let segment = h.segment_number as u32;
                     chunks::find_stream(bytes, h, hash, |offset| {
-                        Ok(frame_at(log, Location::new(segment, offset))?.1 == stream.as_bytes())
+                        Ok(frame_at(log.segments(), Location::new(segment, offset))?.1 == stream.as_bytes())
                     })?
                     .map(|(_, e)| e)
                 }
@@ -424,150 +615,16 @@ impl StreamIndex {
         self.frozen.clone()
     }
 
-    /// Builds the chunk files of a memtable: one per segment its events are in.
-    pub fn build_chunks(&self, log: &LogMap, m: &MemTable) -> Result<Vec<BuiltChunk>> {
-        let mut out = Vec::new();
-        // Each stream's entry in the last chunk built here that holds it.
-        let mut built: HashMap<&str, PrevEntry, RandomState> = HashMap::default();
-        for (k, &(segment_number, end_offset)) in m.segment_ends.iter().enumerate() {
-            let segment = log
-                .segment(segment_number)
-                .ok_or_else(|| Error::corrupt(&self.dir, 0, "memtable names a missing segment"))?;
-            let first = m.first_position.max(segment.first_position());
-            let end = match m.segment_ends.get(k + 1) {
-                Some(&(next, _)) => log.segment(next).map_or(m.end_position, |s| s.first_position()),
-                None => m.end_position,
-            };
-            let count = (end - first) as usize;
-            struct Pending<'a> {
-                entry: ChunkStream,
-                first_position: u64,
-                own: Vec<Location>,
-                recent: Vec<Location>,
-                name: &'a str,
-            }
-            let mut entries: Vec<Pending<'_>> = Vec::new();
-            let mut by_position = vec![u32::MAX; count];
-            for (name, s) in &m.streams {
-                let i0 = s.events.partition_point(|e| e.1.segment() < segment_number);
-                let i1 = s.events.partition_point(|e| e.1.segment() <= segment_number);
-                if i0 == i1 {
-                    continue;
-                }
-                let evs = &s.events[i0..i1];
-                for &(p, at) in evs {
-                    by_position[(p - first) as usize] = at.offset();
-                }
-                let prev_position = if i0 == 0 { s.prev_position } else { s.events[i0 - 1].0 };
-                // The stream's previous entry: built just above, or in an earlier chunk file. A damaged or
-                // missing earlier chunk must not stop the index (its damage is reported to the reads that need
-                // it, and marked for a rebuild): the entry then names no index there, and readers search.
-                let prev = if i0 > 0 {
-                    built.remove(&**name)
-                } else if prev_position != NO_CHUNK {
-                    self.prev_entry(log, name, s.hash, prev_position).ok()
-                } else {
-                    None
-                };
-                let (prev_entry, recent, cont) = match &prev {
-                    None => (NO_ENTRY, Vec::new(), (prev_position, NO_ENTRY)),
-                    Some(p) => {
-                        let (recent, cont) = if p.recent.len() + p.own.len() <= layout::RECENT_MAX {
-                            ([&p.recent[..], &p.own[..]].concat(), p.cont)
-                        } else if p.own.len() <= layout::RECENT_MAX {
-                            (p.own.clone(), p.prev)
-                        } else {
-                            (Vec::new(), (p.position, p.entry))
-                        };
-                        (p.entry, recent, cont)
-                    }
-                };
-                let entry = ChunkStream {
-                    hash: s.hash,
-                    first_version: s.first_version + i0 as u64,
-                    last_position: evs[evs.len() - 1].0,
-                    prev_position,
-                    prev_entry,
-                    events_at: 0,
-                    count: evs.len() as u32,
-                    recent_at: 0,
-                    recent_count: recent.len() as u32,
-                    cont_position: cont.0,
-                    cont_entry: cont.1,
-                };
-                let own = evs.iter().map(|e| e.1).collect();
-                entries.push(Pending { entry, first_position: evs[0].0, own, recent, name });
-            }
-            if by_position.contains(&u32::MAX) {
-                return Err(Error::corrupt(&self.dir, 0, "memtable has a hole in its positions"));
-            }
-            entries.sort_unstable_by_key(|e| (e.entry.hash, e.first_position));
-            let mut streams = Vec::with_capacity(entries.len());
-            let mut offsets = Vec::with_capacity(count);
-            let mut recent_all: Vec<u64> = Vec::new();
-            for (i, mut p) in entries.into_iter().enumerate() {
-                p.entry.events_at = offsets.len() as u32;
-                offsets.extend(p.own.iter().map(|l| l.offset()));
-                p.entry.recent_at = recent_all.len() as u32;
-                recent_all.extend(p.recent.iter().map(|l| (u64::from(l.segment()) << 32) | u64::from(l.offset())));
-                built.insert(
-                    p.name,
-                    PrevEntry {
-                        position: p.entry.last_position,
-                        entry: i as u32,
-                        own: p.own,
-                        recent: p.recent,
-                        cont: (p.entry.cont_position, p.entry.cont_entry),
-                        prev: (p.entry.prev_position, p.entry.prev_entry),
-                    },
-                );
-                streams.push(p.entry);
-            }
-            let sparse: Vec<u32> = by_position.iter().step_by(SPARSE_EVERY as usize).copied().collect();
-            let header = ChunkHeader {
-                file_bytes: 0,
-                segment_number: segment.number(),
-                segment_first_position: segment.first_position(),
-                segment_salt: segment.salt(),
-                first_position: first,
-                end_position: end,
-                end_offset,
-                hash_key: self.hash_key,
-                hash_bits: self.hash_bits,
-                stream_count: 0,
-                recent_count: 0,
-            };
-            let bytes = layout::encode_chunk(header, &streams, &offsets, &recent_all, &sparse);
-            let header = layout::decode_chunk_header(&bytes, false).expect("just encoded");
-            out.push(BuiltChunk { header, bytes });
-        }
-        Ok(out)
-    }
-
-    /// The entry of `stream` in the chunk holding `position` (its newest event there).
-    fn prev_entry(&self, log: &LogMap, stream: &str, hash: u64, position: u64) -> Result<PrevEntry> {
-        let chunk = self.chunk_for(position).ok_or_else(|| self.broken_chain(stream, position))?;
-        let (bytes, h) = self.chunk_bytes(log, chunk)?;
-        let segment = h.segment_number as u32;
-        let found = chunks::find_stream(bytes, h, hash, |offset| {
-            Ok(frame_at(log, Location::new(segment, offset))?.1 == stream.as_bytes())
-        })?;
-        match found {
-            Some((i, e)) if e.last_position == position => {
-                let mut own = Vec::with_capacity(e.count as usize);
-                chunks::locations(bytes, h, &e, 0, &mut own);
-                let mut recent = Vec::with_capacity(e.recent_count as usize);
-                chunks::recent(bytes, h, &e, 0, &mut recent);
-                Ok(PrevEntry {
-                    position,
-                    entry: i,
-                    own,
-                    recent,
-                    cont: (e.cont_position, e.cont_entry),
-                    prev: (e.prev_position, e.prev_entry),
-                })
-            }
-            _ => Err(self.broken_chain(stream, position)),
+    /// What building chunk files needs, taken under the state lock for use without it.
+    pub fn build_view(&self, log: &LogMap) -> BuildView {
+        BuildView {
+            fs: self.fs.clone(),
+            dir: self.dir.clone(),
+            hash_key: self.hash_key,
+            hash_bits: self.hash_bits,
+            chunks: self.chunks.clone(),
+            chunk_firsts: self.chunk_firsts.clone(),
+            segments: log.segments().to_vec(),
         }
     }
 
@@ -637,7 +694,9 @@ impl StreamIndex {
     fn apply_slot(&mut self, log: &LogMap, name: &str, slot: Slot) -> Result<()> {
         let mut consistent = true;
         let found = self.directory.find(slot.hash, |s| {
-            let Ok((f, n)) = frame_at(log, Location::new(s.last_segment, s.last_offset)) else { return Ok(false) };
+            let Ok((f, n)) = frame_at(log.segments(), Location::new(s.last_segment, s.last_offset)) else {
+                return Ok(false);
+            };
             consistent = f.position == s.last_position && f.version == s.last_version;
             Ok::<bool, Error>(n == name.as_bytes())
         })?;
@@ -699,7 +758,7 @@ impl StreamIndex {
                     self.frozen.clone().expect("just frozen")
                 }
             };
-            let built = self.build_chunks(log, &m)?;
+            let built = self.build_view(log).build_chunks(&m)?;
             StreamIndex::write_chunks(&*self.fs, &self.dir, &built)?;
             if self.directory_needs_growth(&m) {
                 let d = self.directory.snapshot().grown(&*self.fs, &self.dir, m.streams.len() as u64)?;
@@ -746,7 +805,7 @@ impl StreamIndex {
         }
         let segment = location.segment();
         let entry = chunks::find_stream(bytes, h, self.hash(stream), |offset| {
-            Ok(frame_at(log, Location::new(segment, offset))?.1 == stream.as_bytes())
+            Ok(frame_at(log.segments(), Location::new(segment, offset))?.1 == stream.as_bytes())
         })?;
         let Some((_, e)) = entry else { return Ok(Some(format!("no entry for {stream:?}"))) };
         if version < e.first_version || version - e.first_version >= e.count as u64 {
@@ -900,7 +959,7 @@ impl StreamIndex {
                 let offsets_at = ch.layout().offsets;
                 let first_offset = crate::format::read_u32(bytes, offsets_at + s.events_at as usize * 4);
                 let last_offset = crate::format::read_u32(bytes, offsets_at + (s.events_at + s.count - 1) as usize * 4);
-                let name = frame_at(log, Location::new(segment, first_offset))?.1.to_owned();
+                let name = frame_at(log.segments(), Location::new(segment, first_offset))?.1.to_owned();
                 let slot = Slot {
                     hash: s.hash,
                     last_position: s.last_position,
