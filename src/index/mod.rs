@@ -864,13 +864,27 @@ impl StreamIndex {
         }
         let hash_key = u64::from_le_bytes(uuid::Uuid::new_v4().as_bytes()[..8].try_into().expect("8 bytes"));
         let directory = Directory::create(&*fs, dir, hash_key, new_hash_bits)?;
-        let ix = StreamIndex {
+        let ix = StreamIndex::with_directory(fs, dir, directory, boot_id, checkpoint_bytes, 0);
+        Ok((ix, ScanStart { position: 0, at: None }))
+    }
+
+    /// An index with no chunks and an empty memtable starting at `position`, over `directory`.
+    fn with_directory(
+        fs: Arc<dyn FileSystem>,
+        dir: &Path,
+        directory: Directory,
+        boot_id: [u8; 16],
+        checkpoint_bytes: u64,
+        position: u64,
+    ) -> StreamIndex {
+        let h = *directory.header();
+        StreamIndex {
             fs,
             dir: dir.to_path_buf(),
-            hash_key,
-            hash_bits: new_hash_bits,
+            hash_key: h.hash_key,
+            hash_bits: h.hash_bits,
             boot_id,
-            active: MemTable::new(0),
+            active: MemTable::new(position),
             frozen: None,
             chunks: Vec::new(),
             chunk_firsts: Vec::new(),
@@ -878,8 +892,7 @@ impl StreamIndex {
             log_since_directory_sync: 0,
             rebuild_marked: Default::default(),
             checkpoint_bytes,
-        };
-        Ok((ix, ScanStart { position: 0, at: None }))
+        }
     }
 
     fn open_existing(
@@ -893,21 +906,7 @@ impl StreamIndex {
     ) -> Result<std::result::Result<(StreamIndex, ScanStart), String>> {
         let h = *directory.header();
         let trusted = if h.boot_id == boot_id && boot_id != [0; 16] { h.applied_through } else { h.synced_through };
-        let mut ix = StreamIndex {
-            fs: fs.clone(),
-            dir: dir.to_path_buf(),
-            hash_key: h.hash_key,
-            hash_bits: h.hash_bits,
-            boot_id,
-            active: MemTable::new(trusted),
-            frozen: None,
-            chunks: Vec::new(),
-            chunk_firsts: Vec::new(),
-            directory,
-            log_since_directory_sync: 0,
-            rebuild_marked: Default::default(),
-            checkpoint_bytes,
-        };
+        let mut ix = StreamIndex::with_directory(fs.clone(), dir, directory, boot_id, checkpoint_bytes, trusted);
         let expect = |first: u64, end: u64| Expect {
             first_position: first,
             end_position: end,
