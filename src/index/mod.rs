@@ -779,6 +779,38 @@ impl StreamIndex {
         self.chunks.clone()
     }
 
+    /// Checks the copied locations of every entry of `chunk`: each must hold the entry's stream at the version
+    /// just before the next (read through the mapping, after the log itself was checked). Returns the number
+    /// checked, or an explanation of the first wrong one.
+    pub fn check_recent(&self, log: &LogMap, chunk: &Chunk) -> Result<std::result::Result<u64, String>> {
+        let (bytes, h) = self.chunk_bytes(log, chunk)?;
+        let offsets_at = h.layout().offsets;
+        let mut checked = 0;
+        let mut locations = Vec::new();
+        for i in 0..h.stream_count as usize {
+            let e = layout::chunk_stream(bytes, i);
+            if e.recent_count == 0 {
+                continue;
+            }
+            if chunks::entry_at(bytes, h, i as u32, e.hash, e.last_position).is_none() {
+                return Ok(Err(format!("entry {i} is out of bounds")));
+            }
+            let first = crate::format::read_u32(bytes, offsets_at + e.events_at as usize * 4);
+            let stream = frame_at(log.segments(), Location::new(h.segment_number as u32, first))?.1;
+            locations.clear();
+            chunks::recent(bytes, h, &e, 0, &mut locations);
+            let first_version = e.first_version - u64::from(e.recent_count);
+            for (k, at) in locations.iter().enumerate() {
+                let (f, name) = frame_at(log.segments(), *at)?;
+                if name != stream || f.version != first_version + k as u64 {
+                    return Ok(Err(format!("entry {i}'s copied location {k} points at another event")));
+                }
+                checked += 1;
+            }
+        }
+        Ok(Ok(checked))
+    }
+
     /// Checks that the chunk holding `position` says the event there (`stream`, `version`) is at `offset`: its
     /// sparse map and its stream entry. Returns an explanation if not.
     pub fn check_event(
