@@ -662,7 +662,8 @@ impl Store {
     }
 
     /// Reads the whole log and checks it: every frame's checksum, position and batch, every sealed segment's
-    /// footer, every index file's checksum, and that the index puts every event where it is. Returns what it
+    /// footer, every index file's checksum, that the index puts every event where it is, and that the locations
+    /// of earlier events copied into later index entries are right. Returns what it
     /// checked, or the first damage found as [`Error::Corrupt`] (file, offset, what was expected).
     ///
     /// Open does not re-read the indexed part of the log (that would make it proportional to the size of the
