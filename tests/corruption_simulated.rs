@@ -171,7 +171,7 @@ fn vouched_damage_on_the_simulated_disk_is_always_corruption() {
             });
             match opened {
                 Err(_) => panic!("{what}: open or verify panicked"),
-                Ok(Err(Error::Corrupt { file, .. })) => assert_eq!(file, seg, "{what}: Corrupt names the wrong file"),
+                Ok(Err(Error::Corrupt { file, reason, .. })) => assert_eq!(file, seg, "{what}: Corrupt names the wrong file ({reason})"),
                 Ok(Err(e)) => panic!("{what}: expected Error::Corrupt, got {e:?}"),
                 Ok(Ok(head)) => panic!(
                     "{what}: the store opened with head {head} of {events} events and verify found nothing (silent truncation or damage missed)"

@@ -370,33 +370,57 @@ impl StreamIndex {
     /// The stream's newest event as the directory records it, checked against the log.
     ///
     /// A slot is the stream's only if the frame it points at names the stream. A slot written after the
-    /// directory's last sync may be torn by a power loss; such slots belong to streams whose chunks the next
-    /// open applies again (rewriting or replacing them), so a slot that points at no valid frame is skipped as
-    /// someone else's. One that points at the stream's frame but disagrees with it is damage.
+    /// directory's last sync may be torn by a power loss; such slots belong to streams whose chunks the open
+    /// applied again (rewriting or replacing them), so a slot with the stream's hash that points at no valid
+    /// frame is passed over while the probe goes on. If nothing else matches, that frame is reported: the
+    /// stream's newest event is damaged (saying "no such stream" would let an append restart it at version 0).
+    /// A slot that points at the stream's frame but disagrees with it is damage too.
     fn directory_tail(&self, log: &LogMap, stream: &str) -> Result<Option<(StreamTail, Location)>> {
         let hash = self.hash(stream);
         let mut found = None;
-        self.directory.find(hash, |slot| {
+        let mut unreadable: Option<Error> = None;
+        let matched = self.directory.find(hash, |slot| {
             let at = Location::new(slot.last_segment, slot.last_offset);
-            let Ok((f, name)) = frame_at(log.segments(), at) else { return Ok(false) };
+            let (f, name) = match frame_at(log.segments(), at) {
+                Ok(x) => x,
+                Err(e) => {
+                    unreadable.get_or_insert(e);
+                    return Ok(false);
+                }
+            };
             if name != stream.as_bytes() {
+                // Another stream with the same hash, or this one's frame with a damaged name: check it.
+                if let Some(Err(e)) = log.segment(at.segment()).map(|s| s.frame_at(at.offset() as usize)) {
+                    unreadable.get_or_insert(e);
+                }
                 return Ok(false);
             }
             if f.position != slot.last_position || f.version != slot.last_version {
-                // Damage in the log (report the frame) or in the directory (report the slot).
-                if let Some(segment) = log.segment(at.segment()) {
-                    segment.event_at(at.offset() as usize)?;
-                }
+                // A damaged frame is reported as such. A valid frame of the stream at the wrong place is
+                // corruption of the log (RELIABILITY.md rule 3), unless the slot itself is wrong: name the frame,
+                // and say both.
+                let Some(segment) = log.segment(at.segment()) else { unreachable!("frame_at found it") };
+                segment.event_at(at.offset() as usize)?;
                 return Err(Error::corrupt(
-                    self.dir.join(directory::FILE_NAME),
-                    0,
-                    format!("the directory slot of {stream:?} disagrees with the log"),
+                    segment.path(),
+                    u64::from(at.offset()),
+                    format!(
+                        "the frame here is {stream:?} version {} at position {}; the stream directory expects version                          {} at position {} here (a misplaced frame, or a damaged {})",
+                        f.version,
+                        f.position,
+                        slot.last_version,
+                        slot.last_position,
+                        directory::FILE_NAME
+                    ),
                 ));
             }
             found = Some((StreamTail { version: f.version, position: f.position, id: f.id }, at));
             Ok(true)
         })?;
-        Ok(found)
+        match (matched, unreadable) {
+            (None, Some(e)) => Err(e),
+            _ => Ok(found),
+        }
     }
 
     /// The stream's newest event, `None` if it has none.
