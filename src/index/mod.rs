@@ -389,9 +389,25 @@ impl StreamIndex {
                 }
             };
             if name != stream.as_bytes() {
-                // Another stream with the same hash, or this one's frame with a damaged name: check it.
-                if let Some(Err(e)) = log.segment(at.segment()).map(|s| s.frame_at(at.offset() as usize)) {
-                    unreadable.get_or_insert(e);
+                // Another stream with the same hash (its frame valid and where its slot says), or this stream's
+                // newest frame damaged (checksum) or overwritten by a valid frame from elsewhere (rule 3).
+                if let Some(segment) = log.segment(at.segment()) {
+                    match segment.frame_at(at.offset() as usize) {
+                        Err(e) => {
+                            unreadable.get_or_insert(e);
+                        }
+                        Ok(v) if v.position != slot.last_position || v.version != slot.last_version => {
+                            unreadable.get_or_insert(Error::corrupt(
+                                segment.path(),
+                                u64::from(at.offset()),
+                                format!(
+                                    "a valid frame at position {} where the stream directory expects position {}",
+                                    v.position, slot.last_position
+                                ),
+                            ));
+                        }
+                        Ok(_) => {}
+                    }
                 }
                 return Ok(false);
             }
