@@ -8,6 +8,8 @@
 //! Two tests cover a bug they found (a damaged chunk file met by the indexer or by recovery, rather than by a
 //! read, poisoned the store or failed the open): now such an entry leaves the reader to search.
 
+mod sim_support;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -21,23 +23,10 @@ use annals::{
     AppendResult, Durability, Error, ExpectedVersion, NewEvent, Options, Position, RecordedEvent, Store, StreamAppend,
     Uuid,
 };
+use sim_support::seed;
 
 const DIRECTORY: &str = "streams.dir";
 const MARKER: &str = "index.rebuild";
-
-/// A seed from `ANNALS_SEED`, or a fresh one; printed with the command that replays it.
-fn seed(test: &str) -> u64 {
-    let seed = match std::env::var("ANNALS_SEED") {
-        Ok(s) => s.trim().parse().expect("ANNALS_SEED must be a u64"),
-        Err(_) => {
-            let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_nanos();
-            (t as u64) ^ ((std::process::id() as u64) << 32)
-        }
-    };
-    let target = env!("CARGO_CRATE_NAME");
-    println!("{test}: seed {seed} (replay: ANNALS_SEED={seed} cargo test --test {target} -- --exact {test})");
-    seed
-}
 
 fn bytes(rng: &mut Rng, n: usize) -> Vec<u8> {
     (0..n).map(|_| rng.next_u64() as u8).collect()
