@@ -343,6 +343,13 @@ pub fn decode_unverified(bytes: &[u8]) -> Result<Frame, FrameError> {
             if frame.position >= frame.batch_end {
                 return Err(FrameError::BadLayout("position not below batch end"));
             }
+            // The alignment padding (before the payload, and after it to the frame's end) is zero as written.
+            let names_end = frame.metadata_at() + frame.metadata_bytes as usize;
+            let payload_end = frame.payload_at() + frame.payload_bytes as usize;
+            let padding = bytes[names_end..frame.payload_at()].iter().chain(&bytes[payload_end..len]);
+            if padding.fold(0u8, |acc, &b| acc | b) != 0 {
+                return Err(FrameError::BadLayout("padding bytes not zero"));
+            }
         }
         FrameKind::CloseMarker | FrameKind::Footer => {
             if len != HEADER_BYTES
@@ -361,6 +368,32 @@ pub fn decode_unverified(bytes: &[u8]) -> Result<Frame, FrameError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_event_frame_with_nonzero_padding_is_refused_even_with_a_valid_checksum() {
+        // Found by the frame_decode fuzz target: nonzero alignment padding after the payload decoded, so the
+        // frame did not re-encode to its own bytes.
+        let mut out = Vec::new();
+        let fields = EventFields {
+            position: 0,
+            batch_end: 1,
+            durable: 0,
+            version: 0,
+            timestamp_us: 0,
+            id: [1; 16],
+            stream: b"s",
+            event_type: b"E",
+            metadata: b"",
+            payload: b"xyz",
+        };
+        encode_event(&mut out, 9, &fields);
+        assert!(decode(&out, 9).is_ok());
+        let last = out.len() - 1;
+        out[last] = 0x29;
+        let crc = checksum_of(&out, 9);
+        out[..4].copy_from_slice(&crc.to_le_bytes());
+        assert_eq!(decode(&out, 9), Err(FrameError::BadLayout("padding bytes not zero")));
+    }
 
     #[test]
     fn a_frame_with_nonzero_reserved_bytes_is_refused_even_with_a_valid_checksum() {
