@@ -10,7 +10,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use uuid::Uuid;
 
-use crate::format::frame::Frame;
+use crate::format::frame::{EventHeader, Frame};
 use crate::log::segment::Segment;
 
 /// An event's place in the global order of the store: the first event ever committed has position 0, the
@@ -201,17 +201,23 @@ pub struct AppendResult {
 pub struct RecordedEvent {
     segment: Arc<Segment>,
     offset: usize,
-    frame: Frame,
 }
 
 impl RecordedEvent {
-    /// Wraps a frame whose checksum, bounds and UTF-8 names the caller has verified.
-    pub(crate) fn new(segment: Arc<Segment>, offset: usize, frame: Frame) -> RecordedEvent {
+    /// Wraps the event frame at `offset`, whose checksum, bounds and UTF-8 names the caller has verified.
+    #[inline]
+    pub(crate) fn new(segment: Arc<Segment>, offset: usize, frame: &Frame) -> RecordedEvent {
         debug_assert!(offset + frame.frame_bytes as usize <= segment.bytes().len());
-        RecordedEvent { segment, offset, frame }
+        RecordedEvent { segment, offset }
     }
 
-    fn slice(&self, at: usize, len: usize) -> &[u8] {
+    #[inline]
+    fn header(&self) -> EventHeader<'_> {
+        EventHeader::new(&self.segment.bytes()[self.offset..])
+    }
+
+    #[inline]
+    fn slice(&self, (at, len): (usize, usize)) -> &[u8] {
         let start = self.offset + at;
         &self.segment.bytes()[start..start + len]
     }
@@ -219,43 +225,44 @@ impl RecordedEvent {
     /// The stream the event belongs to.
     pub fn stream(&self) -> &str {
         // The iterators checked that the name is UTF-8 before handing the event out.
-        std::str::from_utf8(self.slice(self.frame.stream_at(), self.frame.stream_bytes as usize)).unwrap_or_default()
+        std::str::from_utf8(self.slice(self.header().stream())).unwrap_or_default()
     }
 
     /// The event's version in its stream (0 for the stream's first event).
     pub fn version(&self) -> u64 {
-        self.frame.version
+        self.header().version()
     }
 
     /// The event's position in the store.
     pub fn position(&self) -> Position {
-        Position(self.frame.position)
+        Position(self.header().position())
     }
 
     /// The event id.
     pub fn id(&self) -> Uuid {
-        Uuid::from_bytes(self.frame.id)
+        Uuid::from_bytes(self.header().id())
     }
 
     /// The event type.
     pub fn event_type(&self) -> &str {
         // The iterators checked that the type is UTF-8 before handing the event out.
-        std::str::from_utf8(self.slice(self.frame.type_at(), self.frame.type_bytes as usize)).unwrap_or_default()
+        std::str::from_utf8(self.slice(self.header().event_type())).unwrap_or_default()
     }
 
     /// The payload, borrowed from the mapped segment; it starts at a 16-byte aligned address.
+    #[inline]
     pub fn payload(&self) -> &[u8] {
-        self.slice(self.frame.payload_at(), self.frame.payload_bytes as usize)
+        self.slice(self.header().payload())
     }
 
     /// The metadata, borrowed from the mapped segment.
     pub fn metadata(&self) -> &[u8] {
-        self.slice(self.frame.metadata_at(), self.frame.metadata_bytes as usize)
+        self.slice(self.header().metadata())
     }
 
     /// When the event was appended, in microseconds since the Unix epoch.
     pub fn timestamp(&self) -> u64 {
-        self.frame.timestamp_us
+        self.header().timestamp_us()
     }
 }
 

@@ -826,7 +826,7 @@ impl ReadStream {
         };
         let offset = at.offset() as usize;
         let f = segment.event_at(offset)?;
-        let event = RecordedEvent::new(segment.clone(), offset, f);
+        let event = RecordedEvent::new(segment.clone(), offset, &f);
         if event.stream() != &*self.stream || event.version() != self.version {
             return Err(Error::corrupt(
                 segment.path(),

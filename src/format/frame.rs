@@ -107,9 +107,33 @@ fn seal(frame: &mut [u8], salt: u64) {
 /// The frame checksum: CRC-32 of every byte after the checksum field, one contiguous run, with the segment's
 /// salt folded to 32 bits as the initial value.
 fn checksum_of(frame: &[u8], salt: u64) -> u32 {
-    let mut h = crc32fast::Hasher::new_with_initial(fold_salt(salt));
-    h.update(&frame[LEN_AT..]);
-    h.finalize()
+    FrameHasher::new(salt).checksum(frame)
+}
+
+/// The checksum of one segment's frames, set up once. Making a CRC hasher asks which CPU features are there;
+/// a segment keeps one of these so that reading a frame only copies it.
+#[derive(Clone)]
+pub struct FrameHasher(crc32fast::Hasher);
+
+impl FrameHasher {
+    /// The hasher for frames sealed with `salt`.
+    pub fn new(salt: u64) -> FrameHasher {
+        FrameHasher(crc32fast::Hasher::new_with_initial(fold_salt(salt)))
+    }
+
+    /// The checksum of `frame` (the whole frame; its checksum field is not covered).
+    #[inline]
+    fn checksum(&self, frame: &[u8]) -> u32 {
+        let mut h = self.0.clone();
+        h.update(&frame[LEN_AT..]);
+        h.finalize()
+    }
+}
+
+impl std::fmt::Debug for FrameHasher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("FrameHasher")
+    }
 }
 
 /// The 32-bit checksum seed of a segment salt.
@@ -238,6 +262,57 @@ impl Frame {
     }
 }
 
+/// The header of an event frame that has already been verified ([`decode`]), read in place: what a
+/// [`crate::RecordedEvent`] keeps instead of a decoded copy.
+#[derive(Clone, Copy)]
+pub struct EventHeader<'a>(&'a [u8; HEADER_BYTES]);
+
+impl<'a> EventHeader<'a> {
+    /// The header at the start of `frame`, which holds a verified event frame.
+    #[inline]
+    pub fn new(frame: &'a [u8]) -> EventHeader<'a> {
+        EventHeader(frame.first_chunk::<HEADER_BYTES>().expect("a verified frame holds its header"))
+    }
+    #[inline]
+    pub fn position(self) -> u64 {
+        read_u64(self.0, POSITION_AT)
+    }
+    #[inline]
+    pub fn version(self) -> u64 {
+        read_u64(self.0, VERSION_AT)
+    }
+    #[inline]
+    pub fn timestamp_us(self) -> u64 {
+        read_u64(self.0, TIMESTAMP_AT)
+    }
+    #[inline]
+    pub fn id(self) -> [u8; 16] {
+        *self.0[ID_AT..].first_chunk::<16>().expect("the header ends with the id")
+    }
+    /// Where the stream name is, from the frame start, and its length.
+    #[inline]
+    pub fn stream(self) -> (usize, usize) {
+        (HEADER_BYTES, self.0[STREAM_LEN_AT] as usize)
+    }
+    /// Where the event type is, from the frame start, and its length.
+    #[inline]
+    pub fn event_type(self) -> (usize, usize) {
+        (HEADER_BYTES + self.0[STREAM_LEN_AT] as usize, self.0[TYPE_LEN_AT] as usize)
+    }
+    /// Where the metadata is, from the frame start, and its length.
+    #[inline]
+    pub fn metadata(self) -> (usize, usize) {
+        let (at, len) = self.event_type();
+        (at + len, read_u32(self.0, METADATA_LEN_AT) as usize)
+    }
+    /// Where the payload is, from the frame start (16-byte aligned), and its length.
+    #[inline]
+    pub fn payload(self) -> (usize, usize) {
+        let (at, len) = self.metadata();
+        (align_up(at + len), read_u32(self.0, PAYLOAD_LEN_AT) as usize)
+    }
+}
+
 /// Why bytes at an offset are not a valid frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FrameError {
@@ -270,9 +345,15 @@ pub fn peek_frame_bytes(bytes: &[u8]) -> Option<u32> {
 
 /// Decodes the frame at the start of `bytes` (which may extend past the frame) and verifies its checksum.
 pub fn decode(bytes: &[u8], salt: u64) -> Result<Frame, FrameError> {
+    decode_with(bytes, &FrameHasher::new(salt))
+}
+
+/// [`decode`] with the segment's hasher made beforehand (the read paths).
+#[inline]
+pub fn decode_with(bytes: &[u8], hasher: &FrameHasher) -> Result<Frame, FrameError> {
     let frame = decode_unverified(bytes)?;
     let whole = &bytes[..frame.frame_bytes as usize];
-    if checksum_of(whole, salt) != read_u32(whole, CHECKSUM_AT) {
+    if hasher.checksum(whole) != read_u32(whole, CHECKSUM_AT) {
         return Err(FrameError::BadChecksum);
     }
     Ok(frame)
@@ -280,15 +361,16 @@ pub fn decode(bytes: &[u8], salt: u64) -> Result<Frame, FrameError> {
 
 /// Decodes and bounds-checks the frame at the start of `bytes` without verifying its checksum. Every length is
 /// still checked against the bytes present, so the result can be sliced without panicking.
+#[inline]
 pub fn decode_unverified(bytes: &[u8]) -> Result<Frame, FrameError> {
-    if bytes.len() < HEADER_BYTES {
+    let Some(header) = bytes.first_chunk::<HEADER_BYTES>() else {
         return if bytes.len() >= LEN_AT + 4 && read_u32(bytes, LEN_AT) == 0 {
             Err(FrameError::Empty)
         } else {
             Err(FrameError::Truncated)
         };
-    }
-    let frame_bytes = read_u32(bytes, LEN_AT);
+    };
+    let frame_bytes = read_u32(header, LEN_AT);
     if frame_bytes == 0 {
         return Err(FrameError::Empty);
     }
@@ -299,28 +381,24 @@ pub fn decode_unverified(bytes: &[u8]) -> Result<Frame, FrameError> {
     if len > bytes.len() {
         return Err(FrameError::Truncated);
     }
-    let kind = FrameKind::from_u8(bytes[KIND_AT]).ok_or(FrameError::BadLayout("frame kind"))?;
+    let kind = FrameKind::from_u8(header[KIND_AT]).ok_or(FrameError::BadLayout("frame kind"))?;
     // Reserved fields are zero in this format version: a frame with anything there was not written by it.
-    if bytes[TYPE_LEN_AT + 1] != 0 || read_u32(bytes, PAYLOAD_LEN_AT + 4) != 0 {
+    if header[TYPE_LEN_AT + 1] != 0 || read_u32(header, PAYLOAD_LEN_AT + 4) != 0 {
         return Err(FrameError::BadLayout("reserved bytes not zero"));
     }
     let frame = Frame {
         kind,
         frame_bytes,
-        position: read_u64(bytes, POSITION_AT),
-        batch_end: read_u64(bytes, BATCH_END_AT),
-        durable: read_u64(bytes, DURABLE_AT),
-        version: read_u64(bytes, VERSION_AT),
-        timestamp_us: read_u64(bytes, TIMESTAMP_AT),
-        id: {
-            let mut id = [0u8; 16];
-            id.copy_from_slice(&bytes[ID_AT..ID_AT + 16]);
-            id
-        },
-        stream_bytes: bytes[STREAM_LEN_AT],
-        type_bytes: bytes[TYPE_LEN_AT],
-        metadata_bytes: read_u32(bytes, METADATA_LEN_AT),
-        payload_bytes: read_u32(bytes, PAYLOAD_LEN_AT),
+        position: read_u64(header, POSITION_AT),
+        batch_end: read_u64(header, BATCH_END_AT),
+        durable: read_u64(header, DURABLE_AT),
+        version: read_u64(header, VERSION_AT),
+        timestamp_us: read_u64(header, TIMESTAMP_AT),
+        id: *header[ID_AT..].first_chunk::<16>().expect("the header ends with the id"),
+        stream_bytes: header[STREAM_LEN_AT],
+        type_bytes: header[TYPE_LEN_AT],
+        metadata_bytes: read_u32(header, METADATA_LEN_AT),
+        payload_bytes: read_u32(header, PAYLOAD_LEN_AT),
     };
     match kind {
         FrameKind::Event => {
@@ -346,8 +424,7 @@ pub fn decode_unverified(bytes: &[u8]) -> Result<Frame, FrameError> {
             // The alignment padding (before the payload, and after it to the frame's end) is zero as written.
             let names_end = frame.metadata_at() + frame.metadata_bytes as usize;
             let payload_end = frame.payload_at() + frame.payload_bytes as usize;
-            let padding = bytes[names_end..frame.payload_at()].iter().chain(&bytes[payload_end..len]);
-            if padding.fold(0u8, |acc, &b| acc | b) != 0 {
+            if !zero_from(&bytes[..len], names_end) || !zero_from(&bytes[..len], payload_end) {
                 return Err(FrameError::BadLayout("padding bytes not zero"));
             }
         }
@@ -363,6 +440,20 @@ pub fn decode_unverified(bytes: &[u8]) -> Result<Frame, FrameError> {
         }
     }
     Ok(frame)
+}
+
+/// Whether the bytes of `frame` from `at` up to the next 16-byte boundary (alignment padding) are all zero.
+/// `frame` starts at a 16-byte boundary, is a multiple of 16 long, and `at` is at least 16 and within it.
+#[inline]
+fn zero_from(frame: &[u8], at: usize) -> bool {
+    let skip = at % super::FRAME_ALIGN_BYTES;
+    if skip == 0 {
+        return true;
+    }
+    // The 16-byte block that holds the padding, read as one little-endian word: byte i is bits 8i..8i+8.
+    let block = at - skip;
+    let word = u128::from_le_bytes(*frame[block..].first_chunk::<16>().expect("frames are whole 16-byte blocks"));
+    word >> (8 * skip) == 0
 }
 
 #[cfg(test)]

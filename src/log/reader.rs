@@ -128,7 +128,7 @@ impl ReadAll {
                         ));
                     }
                     segment.check_event(self.offset, &f)?;
-                    let event = RecordedEvent::new(segment.clone(), self.offset, f);
+                    let event = RecordedEvent::new(segment.clone(), self.offset, &f);
                     self.offset += f.frame_bytes as usize;
                     self.position += 1;
                     return Ok(event);

@@ -90,6 +90,7 @@ pub struct Segment {
     header: SegmentHeader,
     file: Box<dyn FileHandle>,
     map: Arc<dyn Mapping>,
+    hasher: frame::FrameHasher,
 }
 
 impl Segment {
@@ -171,7 +172,8 @@ impl Segment {
         if map.bytes().len() as u64 != len {
             return Err(Error::corrupt(path, 0, "mapping length differs from file length"));
         }
-        Ok(Segment { path: path.to_path_buf(), header, file, map })
+        let hasher = frame::FrameHasher::new(header.salt);
+        Ok(Segment { path: path.to_path_buf(), header, file, map, hasher })
     }
 
     pub fn path(&self) -> &Path {
@@ -234,13 +236,17 @@ impl Segment {
     }
 
     /// Reads and verifies (checksum, bounds) the frame at `offset`, of any kind.
+    #[inline]
     pub fn frame_at(&self, offset: usize) -> Result<Frame> {
-        self.bytes()
-            .get(offset..)
-            .ok_or_else(|| Error::corrupt(&self.path, offset as u64, "offset past the end of the segment"))
-            .and_then(|b| {
-                frame::decode(b, self.salt()).map_err(|e| Error::corrupt(&self.path, offset as u64, e.to_string()))
-            })
+        let Some(bytes) = self.bytes().get(offset..) else {
+            return Err(self.corrupt_at(offset, "offset past the end of the segment"));
+        };
+        frame::decode_with(bytes, &self.hasher).map_err(|e| self.corrupt_at(offset, e))
+    }
+
+    #[cold]
+    fn corrupt_at(&self, offset: usize, why: impl ToString) -> Error {
+        Error::corrupt(&self.path, offset as u64, why.to_string())
     }
 
     /// Checks that a verified frame is an event whose stream name and type are UTF-8.
