@@ -20,7 +20,9 @@
 
 use std::path::PathBuf;
 use std::sync::{Arc, Condvar, Mutex, RwLock};
+use std::task::Waker;
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use crate::fs::FileSystem;
 use crate::index::StreamIndex;
@@ -30,7 +32,7 @@ use crate::store::State;
 /// Streams applied to the directory per hold of the state write lock.
 const APPLY_BATCH: usize = 1024;
 /// After a failed index write, the indexer waits this long before it tries again.
-pub const RETRY_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
+pub const RETRY_AFTER: Duration = Duration::from_secs(1);
 
 /// How flushing a memtable failed.
 enum Failure {
@@ -44,12 +46,39 @@ enum Failure {
 struct Flags {
     pending: bool,
     stop: bool,
+    /// Memtables written and applied so far (appends waiting for the indexer watch it move).
+    published: u64,
+    /// The last attempt to write index files failed; the indexer will try again.
+    failing: bool,
+    /// The thread has returned.
+    exited: bool,
+    /// Async appends waiting for the indexer.
+    wakers: Vec<Waker>,
 }
 
 #[derive(Default)]
 struct Control {
     flags: Mutex<Flags>,
     cv: Condvar,
+    /// Signalled whenever `published`, `failing` or `exited` change.
+    progress_cv: Condvar,
+}
+
+impl Control {
+    fn flags(&self) -> std::sync::MutexGuard<'_, Flags> {
+        self.flags.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Records what the last round did and wakes the appends waiting for it.
+    fn progress(&self, change: impl FnOnce(&mut Flags)) {
+        let wakers = {
+            let mut f = self.flags();
+            change(&mut f);
+            self.progress_cv.notify_all();
+            std::mem::take(&mut f.wakers)
+        };
+        wakers.into_iter().for_each(Waker::wake);
+    }
 }
 
 /// A handle on the indexer thread.
@@ -69,9 +98,10 @@ impl Indexer {
         let control = Arc::new(Control::default());
         let thread = {
             let control = control.clone();
-            std::thread::Builder::new()
-                .name("annals-index".into())
-                .spawn(move || run(&control, &state, &commit, &*fs, &dir, buffered))?
+            std::thread::Builder::new().name("annals-index".into()).spawn(move || {
+                run(&control, &state, &commit, &*fs, &dir, buffered);
+                control.progress(|f| f.exited = true);
+            })?
         };
         let indexer = Indexer { control, thread: Mutex::new(Some(thread)) };
         // A large memtable from recovery may be frozen already.
@@ -84,6 +114,36 @@ impl Indexer {
         let mut f = self.control.flags.lock().unwrap_or_else(|e| e.into_inner());
         f.pending = true;
         self.control.cv.notify_one();
+    }
+
+    /// How many memtables the indexer has written and applied so far.
+    pub fn published(&self) -> u64 {
+        self.control.flags().published
+    }
+
+    /// False while writing index files fails (the indexer retries) and once the thread has stopped: appends
+    /// then do not wait for it, and the memtables grow instead (docs/DESIGN.md, "Backpressure").
+    pub fn is_working(&self) -> bool {
+        let f = self.control.flags();
+        !f.failing && !f.exited
+    }
+
+    /// Waits until the indexer publishes a memtable after the `seen`th, fails or stops, or `timeout` passes.
+    pub fn wait_progress(&self, seen: u64, timeout: Duration) {
+        let f = self.control.flags();
+        let _ = self
+            .control
+            .progress_cv
+            .wait_timeout_while(f, timeout, |f| f.published == seen && !f.failing && !f.exited)
+            .unwrap_or_else(|e| e.into_inner());
+    }
+
+    /// Has `waker` woken at the indexer's next progress (for async appends waiting for it).
+    pub fn wake_on_progress(&self, waker: &Waker) {
+        let mut f = self.control.flags();
+        if !f.wakers.iter().any(|w| w.will_wake(waker)) {
+            f.wakers.push(waker.clone());
+        }
     }
 
     /// Lets the indexer finish the memtable it has, then joins it.
@@ -122,8 +182,12 @@ fn run(
             return;
         }
         match flush_frozen(control, state, commit, fs, dir, buffered) {
-            Ok(()) => {}
+            Ok(()) => control.progress(|f| {
+                f.published += 1;
+                f.failing = false;
+            }),
             Err(Failure::Retry) => {
+                control.progress(|f| f.failing = true);
                 // Try again after a while (earlier only if asked to stop: then the close tries once more).
                 let f = control.flags.lock().unwrap_or_else(|e| e.into_inner());
                 let (mut f, _) =
@@ -167,17 +231,14 @@ fn flush_frozen(
         // after: until then a sync does not cover them.
         loop {
             commit.sync_all_background().map_err(Failure::Fatal)?;
-            if commit.wait_durable_for(m.end_position(), std::time::Duration::from_millis(1)).map_err(Failure::Fatal)? {
+            if commit.wait_durable_for(m.end_position(), Duration::from_millis(1)).map_err(Failure::Fatal)? {
                 break;
             }
         }
     } else {
         // Every Sync append waits for its own sync: wait for theirs rather than run one, so that a failed sync
         // is met (and reported as `Error::Io`) by an append. A close finishes what is left.
-        while !commit
-            .wait_durable_for(m.end_position(), std::time::Duration::from_millis(50))
-            .map_err(Failure::Fatal)?
-        {
+        while !commit.wait_durable_for(m.end_position(), Duration::from_millis(50)).map_err(Failure::Fatal)? {
             if control.flags.lock().unwrap_or_else(|e| e.into_inner()).stop {
                 return Ok(());
             }
@@ -206,7 +267,16 @@ fn flush_frozen(
         let State { log, index } = &mut *st;
         index.apply(log, &m, batch).map_err(Failure::Fatal)?;
     }
-    let sync_due = write(state).index.publish(&m, &built);
+    let sync_due = {
+        let mut st = write(state);
+        let sync_due = st.index.publish(&m, &built);
+        // Appends that came while this memtable was written may have filled the next one (and waited for this
+        // one); freeze it now rather than at the next append, which may be a long time coming.
+        if st.index.wants_checkpoint() && st.index.freeze().is_some() {
+            control.flags().pending = true;
+        }
+        sync_due
+    };
     if sync_due {
         let (file, applied) = {
             let st = read(state);

@@ -76,6 +76,18 @@ pub(crate) struct State {
     pub(crate) index: StreamIndex,
 }
 
+/// What an append waits for once its events are written, before it is acknowledged.
+#[derive(Debug, Clone, Copy)]
+struct AfterWrite {
+    /// Every position below this must be durable first (`Sync`).
+    durable: Option<u64>,
+    /// The memtables were over their bound: wait until the indexer brings them under it.
+    index: bool,
+}
+
+/// How often an append waiting for the indexer looks again even if not woken (a safety net: it is woken).
+const INDEX_STALL_POLL: std::time::Duration = std::time::Duration::from_millis(100);
+
 pub(crate) struct Shared {
     dir: PathBuf,
     durability: Durability,
@@ -127,6 +139,30 @@ impl Shared {
 
     pub(crate) fn head(&self) -> u64 {
         self.commit.head()
+    }
+
+    /// Waits for what an append must wait for once written: its durability, then the indexer if the memtables
+    /// are over their bound (backpressure; docs/DESIGN.md). Durability comes first: the indexer waits for it.
+    fn wait_after_write(&self, after: AfterWrite) -> Result<()> {
+        if let Some(target) = after.durable {
+            self.commit.wait_durable(target)?;
+        }
+        if after.index {
+            loop {
+                let seen = self.indexer.published();
+                if !self.index_must_stall() {
+                    break;
+                }
+                self.indexer.wait_progress(seen, INDEX_STALL_POLL);
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether appends must wait for the indexer now: the memtables are over their bound and it is making
+    /// progress (while it fails to write, or after it stopped, the memtables grow instead).
+    fn index_must_stall(&self) -> bool {
+        self.indexer.is_working() && !self.commit.is_poisoned() && self.state().index.must_stall()
     }
 
     /// The ring on which the commit publishes each new head (for subscriptions).
@@ -257,10 +293,8 @@ impl Store {
     /// # Ok::<(), annals::Error>(())
     /// ```
     pub fn append(&self, stream: &str, expected: ExpectedVersion, events: &[NewEvent]) -> Result<AppendResult> {
-        let (mut results, durable_target) = self.write_parts(&[StreamAppend::new(stream, expected, events)])?;
-        if let Some(target) = durable_target {
-            self.shared.commit.wait_durable(target)?;
-        }
+        let (mut results, after) = self.write_parts(&[StreamAppend::new(stream, expected, events)])?;
+        self.shared.wait_after_write(after)?;
         Ok(results.pop().expect("one result per part"))
     }
 
@@ -282,10 +316,8 @@ impl Store {
     /// # Ok::<(), annals::Error>(())
     /// ```
     pub fn append_many(&self, parts: &[StreamAppend<'_>]) -> Result<Vec<AppendResult>> {
-        let (results, durable_target) = self.write_parts(parts)?;
-        if let Some(target) = durable_target {
-            self.shared.commit.wait_durable(target)?;
-        }
+        let (results, after) = self.write_parts(parts)?;
+        self.shared.wait_after_write(after)?;
         Ok(results.into_vec())
     }
 
@@ -319,8 +351,8 @@ impl Store {
         events: &[NewEvent],
     ) -> AppendFuture<AppendResult> {
         match self.write_parts(&[StreamAppend::new(stream, expected, events)]) {
-            Ok((mut results, target)) => {
-                AppendFuture::waiting(self.shared.clone(), target, results.pop().expect("one result per part"))
+            Ok((mut results, after)) => {
+                AppendFuture::waiting(self.shared.clone(), after, results.pop().expect("one result per part"))
             }
             Err(e) => AppendFuture::failed(e),
         }
@@ -329,14 +361,13 @@ impl Store {
     /// The async form of [`Store::append_many`]; see [`Store::append_async`].
     pub fn append_many_async(&self, parts: &[StreamAppend<'_>]) -> AppendFuture<Vec<AppendResult>> {
         match self.write_parts(parts) {
-            Ok((results, target)) => AppendFuture::waiting(self.shared.clone(), target, results.into_vec()),
+            Ok((results, after)) => AppendFuture::waiting(self.shared.clone(), after, results.into_vec()),
             Err(e) => AppendFuture::failed(e),
         }
     }
 
-    /// Checks and writes an append. Returns the results and, if the caller must wait for durability before
-    /// acknowledging, the position everything below which must be durable.
-    fn write_parts(&self, parts: &[StreamAppend<'_>]) -> Result<(Results, Option<u64>)> {
+    /// Checks and writes an append. Returns the results and what the caller must wait for before acknowledging.
+    fn write_parts(&self, parts: &[StreamAppend<'_>]) -> Result<(Results, AfterWrite)> {
         validate_append(parts)?;
         let shared = &*self.shared;
         let sync = shared.durability == Durability::Sync;
@@ -384,7 +415,8 @@ impl Store {
                 .collect();
             // A retry of an append still waiting for its sync must not be acknowledged before it.
             let end = results.iter().map(|r| r.position.as_u64() + 1).max().unwrap_or(0);
-            return Ok((results, (sync && end > shared.commit.durable()).then_some(end)));
+            let durable = (sync && end > shared.commit.durable()).then_some(end);
+            return Ok((results, AfterWrite { durable, index: false }));
         }
         let written = match writer.append(&planned, shared.commit.durable()) {
             Ok(w) => w,
@@ -395,6 +427,7 @@ impl Store {
             }
         };
         let end = writer.next_position();
+        let stall;
         {
             let mut state = shared.state_mut();
             if let Some(segment) = written.new_segment {
@@ -438,10 +471,10 @@ impl Store {
                 }
             }
             debug_assert_eq!(position, end);
-            if state.index.wants_checkpoint() {
-                state.index.freeze();
+            if state.index.wants_checkpoint() && state.index.freeze().is_some() {
                 shared.indexer.wake();
             }
+            stall = state.index.must_stall();
         }
         let tail = writer.tail_segment().expect("an append leaves a tail segment");
         shared.commit.note_written(end, tail);
@@ -463,7 +496,7 @@ impl Store {
                 }
             });
         }
-        Ok((results, sync.then_some(end)))
+        Ok((results, AfterWrite { durable: sync.then_some(end), index: stall }))
     }
 
     /// Makes every event appended so far durable. With [`Durability::Sync`] there is nothing to do; with
@@ -722,6 +755,7 @@ impl Store {
             sync_average_us: sync_average.as_micros() as u64,
             index_chunks: state.index.chunk_count() as u64,
             index_memtable_events: state.index.memtable_events(),
+            index_pending_events: state.index.frozen_events(),
         }
     }
 
@@ -776,6 +810,9 @@ pub struct StoreStats {
     pub index_chunks: u64,
     /// Events held in the index's memtables (heap) until the next index checkpoint writes them to disk.
     pub index_memtable_events: u64,
+    /// Of those, the events of the checkpoint the indexer is writing now (0 when it is idle). While appends
+    /// outpace the indexer this grows; appends wait once the memtables cover three checkpoints of log.
+    pub index_pending_events: u64,
 }
 
 /// The events of one stream, oldest first, up to the head as of its creation. Returned by
@@ -1308,12 +1345,12 @@ pub struct AppendFuture<T> {
 
 enum FutureState<T> {
     Failed(Option<Error>),
-    Waiting { shared: Arc<Shared>, target: Option<u64>, result: Option<T> },
+    Waiting { shared: Arc<Shared>, after: AfterWrite, result: Option<T> },
 }
 
 impl<T> AppendFuture<T> {
-    fn waiting(shared: Arc<Shared>, target: Option<u64>, result: T) -> AppendFuture<T> {
-        AppendFuture { state: FutureState::Waiting { shared, target, result: Some(result) } }
+    fn waiting(shared: Arc<Shared>, after: AfterWrite, result: T) -> AppendFuture<T> {
+        AppendFuture { state: FutureState::Waiting { shared, after, result: Some(result) } }
     }
 
     fn failed(error: Error) -> AppendFuture<T> {
@@ -1327,13 +1364,21 @@ impl<T: Unpin> Future for AppendFuture<T> {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<T>> {
         match &mut self.get_mut().state {
             FutureState::Failed(e) => Poll::Ready(Err(e.take().expect("polled after completion"))),
-            FutureState::Waiting { shared, target, result } => {
-                if let Some(t) = *target {
+            FutureState::Waiting { shared, after, result } => {
+                if let Some(t) = after.durable {
                     match shared.commit.poll_durable(t, cx) {
                         Poll::Pending => return Poll::Pending,
                         Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
-                        Poll::Ready(Ok(())) => *target = None,
+                        Poll::Ready(Ok(())) => after.durable = None,
                     }
+                }
+                if after.index {
+                    // Registered before the check, so a publication after it wakes this task.
+                    shared.indexer.wake_on_progress(cx.waker());
+                    if shared.index_must_stall() {
+                        return Poll::Pending;
+                    }
+                    after.index = false;
                 }
                 Poll::Ready(Ok(result.take().expect("polled after completion")))
             }

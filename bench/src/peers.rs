@@ -178,6 +178,19 @@ impl Peer for AnnalsPeer {
     fn sync(&self) -> Res<()> {
         Ok(self.store.sync()?)
     }
+
+    /// annals' background writer is its indexer: wait until it has written the checkpoint it was handed (the
+    /// events since the last checkpoint stay in memory and in the log, as an LSM's memtable and journal do).
+    fn quiesce(&self) -> Res<()> {
+        let start = std::time::Instant::now();
+        while self.store.stats().index_pending_events > 0 {
+            if start.elapsed() > std::time::Duration::from_secs(300) {
+                return Err("annals: the indexer did not settle in 300 s".into());
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        Ok(())
+    }
 }
 
 struct AnnalsSession {

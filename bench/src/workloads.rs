@@ -113,7 +113,8 @@ pub fn disk_bytes(dir: &Path) -> Res<u64> {
 }
 
 /// Copies the folder `from` into `to` (a new folder) and makes the copy durable, so opening it pays for no
-/// write-back of the copy.
+/// write-back of the copy. The store may still be writing (annals' indexer renames its temporary files): a file
+/// that is gone by the time it is copied is left out, as in a crash a moment before it was listed.
 fn copy_durable(from: &Path, to: &Path) -> Res<()> {
     std::fs::create_dir_all(to)?;
     for e in std::fs::read_dir(from)? {
@@ -122,7 +123,10 @@ fn copy_durable(from: &Path, to: &Path) -> Res<()> {
         if e.file_type()?.is_dir() {
             copy_durable(&e.path(), &target)?;
         } else {
-            std::fs::copy(e.path(), &target)?;
+            match std::fs::copy(e.path(), &target) {
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                r => r?,
+            };
             std::fs::OpenOptions::new().read(true).write(true).open(&target)?.sync_all()?;
         }
     }

@@ -24,7 +24,7 @@ use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 use super::{FileHandle, FileSystem, LockGuard, Mapping, MappingMut, OpenMode};
 
@@ -799,6 +799,22 @@ fn tear(old: &[u8; SECTOR_BYTES], new: &[u8; SECTOR_BYTES], rng: &mut Rng) -> [u
 #[derive(Clone)]
 pub struct SimFs {
     inner: Arc<Mutex<Inner>>,
+    gate: Arc<Gate>,
+}
+
+/// Holds operations on some paths until released (to make one thread slow, deterministically).
+#[derive(Default)]
+struct Gate {
+    state: Mutex<GateState>,
+    cv: Condvar,
+}
+
+#[derive(Default)]
+struct GateState {
+    /// Operations on paths containing this wait.
+    closed_on: Option<String>,
+    /// Threads waiting at the gate now.
+    waiting: usize,
 }
 
 impl std::fmt::Debug for SimFs {
@@ -817,7 +833,7 @@ impl Default for SimFs {
 impl SimFs {
     /// An empty file system holding only the root folder `/`.
     pub fn new() -> SimFs {
-        SimFs { inner: Arc::new(Mutex::new(Inner::new())) }
+        SimFs { inner: Arc::new(Mutex::new(Inner::new())), gate: Arc::default() }
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -829,6 +845,7 @@ impl SimFs {
     /// Runs one counted operation: fails it if the machine is halted or a fault says so, and takes an armed
     /// crash image right after it.
     fn op<T>(&self, op: Op, path: &Path, f: impl FnOnce(&mut Inner) -> io::Result<T>) -> io::Result<T> {
+        self.pass_gate(path);
         let mut g = self.lock();
         let r = match g.begin(op, path) {
             Ok(()) => f(&mut g),
@@ -836,6 +853,35 @@ impl SimFs {
         };
         g.end();
         r
+    }
+
+    /// Makes every operation on a path containing `part` wait (before it does anything) until [`SimFs::release`].
+    pub fn hold(&self, part: &str) {
+        self.gate.state.lock().unwrap_or_else(|e| e.into_inner()).closed_on = Some(part.to_owned());
+    }
+
+    /// Lets the held operations go on.
+    pub fn release(&self) {
+        self.gate.state.lock().unwrap_or_else(|e| e.into_inner()).closed_on = None;
+        self.gate.cv.notify_all();
+    }
+
+    /// Threads waiting in a held operation now.
+    pub fn held(&self) -> usize {
+        self.gate.state.lock().unwrap_or_else(|e| e.into_inner()).waiting
+    }
+
+    fn pass_gate(&self, path: &Path) {
+        let mut st = self.gate.state.lock().unwrap_or_else(|e| e.into_inner());
+        let path = path.to_string_lossy();
+        let held = |st: &GateState| st.closed_on.as_ref().is_some_and(|p| path.contains(p.as_str()));
+        if held(&st) {
+            st.waiting += 1;
+            while held(&st) {
+                st = self.gate.cv.wait(st).unwrap_or_else(|e| e.into_inner());
+            }
+            st.waiting -= 1;
+        }
     }
 
     /// Adds a fault.

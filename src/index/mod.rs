@@ -37,6 +37,10 @@ use directory::Directory;
 /// By default the active memtable is frozen and written to disk once it covers this many bytes of log. This
 /// bounds the heap memory of the index and the log an open re-reads after a crash.
 pub const CHECKPOINT_LOG_BYTES: u64 = 16 << 20;
+/// Appends wait for the indexer once the memtables cover this many checkpoints of log while it still writes the
+/// frozen one (a burst faster than the indexer). The memtables then hold at most that much log's events (plus
+/// the appends in flight), and an open after a crash re-reads at most that much log.
+pub const STALL_CHECKPOINTS: u64 = 3;
 /// The directory is synced (so a power loss does not need the chunks applied since) after this much log.
 const DIRECTORY_SYNC_LOG_BYTES: u64 = 256 << 20;
 
@@ -638,6 +642,14 @@ impl StreamIndex {
         self.active.log_bytes >= self.checkpoint_bytes
     }
 
+    /// True if appends must wait for the indexer: while it writes the frozen memtable, the two memtables have
+    /// come to cover [`STALL_CHECKPOINTS`] checkpoints of log. This bounds their heap.
+    pub fn must_stall(&self) -> bool {
+        self.frozen
+            .as_ref()
+            .is_some_and(|f| f.log_bytes + self.active.log_bytes >= STALL_CHECKPOINTS * self.checkpoint_bytes)
+    }
+
     /// Freezes the active memtable for the indexer, if it has events and no other is frozen. Returns the frozen
     /// memtable's end position if it froze one.
     pub fn freeze(&mut self) -> Option<u64> {
@@ -889,6 +901,11 @@ impl StreamIndex {
             return Ok(Some(format!("the entry of {stream:?} puts version {version} elsewhere")));
         }
         Ok(None)
+    }
+
+    /// Events of the frozen memtable: handed to the indexer, not yet on disk (for stats).
+    pub fn frozen_events(&self) -> u64 {
+        self.frozen.as_ref().map_or(0, |f| f.end_position - f.first_position)
     }
 
     /// Heap bytes held by the memtables, roughly (for stats).
