@@ -77,7 +77,7 @@ fn check_all_there(store: &Store, what: &str) {
         let i = i as u64;
         assert_eq!(
             (e.position().as_u64(), e.stream(), e.payload()),
-            (i, &*stream(i), &event(i).payload()[..]),
+            (i, &*stream(i), event(i).payload()),
             "{what}"
         );
     }
