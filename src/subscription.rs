@@ -399,7 +399,7 @@ impl Subscription {
     /// ```
     pub fn checkpoint(&self) -> Position {
         Position::from_u64(match &self.source {
-            Source::All { reader, .. } => reader.position(),
+            Source::All { reader, .. } => reader.next_position(),
             Source::Stream { position, .. } => *position,
         })
     }
@@ -536,7 +536,8 @@ impl Iterator for Subscription {
             if filter.is_all() {
                 match reader.next() {
                     Some(Ok(e)) => {
-                        self.reported = e.position().as_u64() + 1;
+                        // The reader has moved just past the event it returned.
+                        self.reported = reader.next_position();
                         return Some(Ok(e));
                     }
                     Some(Err(e)) => {

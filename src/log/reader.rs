@@ -101,7 +101,7 @@ impl ReadAll {
     }
 
     /// The position of the next event this iterator would return.
-    pub(crate) fn position(&self) -> u64 {
+    pub(crate) fn next_position(&self) -> u64 {
         self.position
     }
 
