@@ -89,8 +89,20 @@ pub struct Segment {
     path: PathBuf,
     header: SegmentHeader,
     file: Box<dyn FileHandle>,
-    map: Arc<dyn Mapping>,
+    /// The read-only mapping of the whole file, held as `Bytes` so that reaching its bytes is a field read, not
+    /// a call through the file system's `Mapping` trait (every read of every frame does it).
+    map: bytes::Bytes,
     hasher: frame::FrameHasher,
+}
+
+/// Lends a mapping's bytes to `Bytes::from_owner`, which keeps the mapping alive as long as the `Bytes`.
+struct MappedBytes(Arc<dyn Mapping>);
+
+impl AsRef<[u8]> for MappedBytes {
+    fn as_ref(&self) -> &[u8] {
+        // A mapping's bytes stay where they are for as long as it lives, which `from_owner` relies on.
+        self.0.bytes()
+    }
 }
 
 impl Segment {
@@ -172,6 +184,7 @@ impl Segment {
         if map.bytes().len() as u64 != len {
             return Err(Error::corrupt(path, 0, "mapping length differs from file length"));
         }
+        let map = bytes::Bytes::from_owner(MappedBytes(map));
         let hasher = frame::FrameHasher::new(header.salt);
         Ok(Segment { path: path.to_path_buf(), header, file, map, hasher })
     }
@@ -204,7 +217,7 @@ impl Segment {
     /// The whole mapped file. Only bytes below what the writer has published may be read as data.
     #[inline]
     pub fn bytes(&self) -> &[u8] {
-        self.map.bytes()
+        &self.map
     }
 
     pub fn file(&self) -> &dyn FileHandle {
