@@ -75,11 +75,7 @@ fn check_all_there(store: &Store, what: &str) {
     assert_eq!(events.len() as u64, EVENTS, "{what}: every event is there");
     for (i, e) in events.iter().enumerate() {
         let i = i as u64;
-        assert_eq!(
-            (e.position().as_u64(), e.stream(), e.payload()),
-            (i, &*stream(i), event(i).payload()),
-            "{what}"
-        );
+        assert_eq!((e.position().as_u64(), e.stream(), e.payload()), (i, &*stream(i), event(i).payload()), "{what}");
     }
 }
 

