@@ -154,6 +154,11 @@ pub fn encode_event(out: &mut Vec<u8>, salt: u64, e: &EventFields<'_>) {
 /// Encodes one event frame into `out`, which must be exactly [`event_frame_bytes`] long for these fields.
 /// Every byte of `out` is written (padding included), so it need not be zeroed first.
 pub fn encode_event_into(out: &mut [u8], salt: u64, e: &EventFields<'_>) {
+    encode_event_with(out, &FrameHasher::new(salt), e);
+}
+
+/// [`encode_event_into`] with the segment's hasher made beforehand (the append path).
+pub fn encode_event_with(out: &mut [u8], hasher: &FrameHasher, e: &EventFields<'_>) {
     assert!(!e.stream.is_empty() && e.stream.len() <= limits::STREAM_NAME_BYTES_MAX);
     assert!(!e.event_type.is_empty() && e.event_type.len() <= limits::EVENT_TYPE_BYTES_MAX);
     assert!(e.metadata.len() + e.payload.len() <= limits::EVENT_BODY_BYTES_MAX);
@@ -190,7 +195,8 @@ pub fn encode_event_into(out: &mut [u8], salt: u64, e: &EventFields<'_>) {
     out[metadata_end..payload_at].fill(0);
     out[payload_at..payload_end].copy_from_slice(e.payload);
     out[payload_end..].fill(0);
-    seal(out, salt);
+    let crc = hasher.checksum(out);
+    write_u32(out, CHECKSUM_AT, crc);
 }
 
 /// Encodes a header-only frame (clean-close marker or segment footer) into `out` (exactly

@@ -214,6 +214,11 @@ impl Segment {
         self.header.salt
     }
 
+    /// The checksum of this segment's frames, set up once.
+    pub fn hasher(&self) -> &frame::FrameHasher {
+        &self.hasher
+    }
+
     /// The file's length (fixed at creation).
     pub fn len_bytes(&self) -> u64 {
         self.header.segment_bytes

@@ -184,14 +184,16 @@ impl Writer {
         let first_position = self.next_position;
         let batch_end = first_position + count;
         let timestamp_us = super::now_us();
-        let salt = tail.segment.salt();
+        let hasher = tail.segment.hasher();
         let segment_number = u32::try_from(tail.segment.number()).expect("segment numbers fit in 32 bits");
         let bytes: &mut [u8] = if self.store_through_map {
             &mut tail.map.bytes_mut()[start..end]
         } else {
-            self.buf.clear();
-            self.buf.resize(end - start, 0);
-            &mut self.buf
+            // Every byte is encoded below: the buffer is zeroed only when it grows.
+            if self.buf.len() < end - start {
+                self.buf.resize(end - start, 0);
+            }
+            &mut self.buf[..end - start]
         };
         let mut at = 0usize;
         let mut position = first_position;
@@ -203,9 +205,9 @@ impl Writer {
                     e.metadata().len(),
                     e.payload().len(),
                 );
-                frame::encode_event_into(
+                frame::encode_event_with(
                     &mut bytes[at..at + len],
-                    salt,
+                    hasher,
                     &EventFields {
                         position,
                         batch_end,
@@ -225,7 +227,7 @@ impl Writer {
         }
         debug_assert_eq!(at as u64, batch_bytes);
         if !self.store_through_map {
-            tail.segment.file().write_all_at(&self.buf, start as u64).map_err(WriteFailure::Poisoning)?;
+            tail.segment.file().write_all_at(&self.buf[..end - start], start as u64).map_err(WriteFailure::Poisoning)?;
             if self.buf.capacity() > BUF_KEEP_BYTES {
                 self.buf = Vec::new();
             }
