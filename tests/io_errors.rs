@@ -18,8 +18,10 @@ mod sim_support;
 
 use std::path::Path;
 
+use annals::format::frame::{self, event_frame_bytes};
+use annals::format::segment_header;
 use annals::fs::sim::{CrashMode, DataCrash, DirCrash, Errno, Fault, Op, SimFs, SyncFailure};
-use annals::{Durability, Error};
+use annals::{Durability, Error, Position};
 use sim_support::*;
 
 const KINDS: [Op; 6] = [Op::Write, Op::SyncData, Op::Rename, Op::SyncDir, Op::Create, Op::Read];
@@ -303,9 +305,38 @@ fn no_space_while_preparing_a_segment_fails_that_append_only() {
     w.forget_last_batch();
     let segments = |sim: &SimFs| sim.paths().iter().filter(|(p, _)| p.extension().is_some_and(|e| e == "seg")).count();
     assert_eq!(segments(&sim), 1, "no new segment file");
-    assert!(sim.paths().iter().all(|(p, _)| p.extension().is_none_or(|e| e != "tmp")), "no temporary file is left");
-    // Small appends still fit in the current segment and work while the disk is full.
-    w.append_one(1, false).expect("an append that needs no new segment");
+    // The log's temporaries only: the indexer writes its chunk files through `{name}.idx.tmp` too (here it fails
+    // and retries), and one may be between its creation and its removal or rename at any moment.
+    let log_temporary =
+        |p: &std::path::Path| p.extension().is_some_and(|e| e == "tmp") && !p.to_string_lossy().ends_with(".idx.tmp");
+    assert!(!sim.paths().iter().any(|(p, _)| log_temporary(p)), "no temporary file of the log is left");
+    // An append that still fits in the current segment works while the disk is full. Where the writer is: the
+    // segment's header, then every frame so far (one segment, no close marker); it keeps room for two header-only
+    // frames at the end (a footer and a close marker).
+    let segment = sim.paths().into_iter().find(|(p, _)| p.extension().is_some_and(|e| e == "seg")).unwrap().0;
+    let segment_bytes = sim.read_file(&segment).unwrap().len();
+    let frames: usize = w
+        .store()
+        .read_all(Position::START)
+        .map(|e| {
+            e.map(|e| event_frame_bytes(e.stream().len(), e.event_type().len(), e.metadata().len(), e.payload().len()))
+        })
+        .sum::<Result<usize, Error>>()
+        .unwrap();
+    let room = segment_bytes - segment_header::SIZE_BYTES - frames - 2 * frame::HEADER_BYTES;
+    let tiny = event_frame_bytes(w.longest_stream_name(), "Type0".len(), 0, 0);
+    if room >= tiny {
+        // Up to 1,000 payload bytes, as much as fits (padding included) for the longest stream name.
+        let payload = (room - tiny).min(1000) / 16 * 16;
+        w.append_sized(payload).expect("an append that needs no new segment");
+    } else {
+        // The failed append left less room than the smallest event takes: even it needs the new segment.
+        match w.append_sized(0) {
+            Err(Error::Io(io)) => assert_eq!(io.raw_os_error(), Some(28), "ENOSPC is passed on: {io:?}"),
+            other => panic!("{room} bytes left: expected Error::Io(ENOSPC), got {other:?}"),
+        }
+        w.forget_last_batch();
+    }
     check_recovered(w.store(), &w.log, w.log.batches.len(), w.log.batches.len(), "while the disk is full");
     sim.clear_faults();
     while segments(&sim) < 2 {

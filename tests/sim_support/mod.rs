@@ -293,6 +293,21 @@ impl Workload {
         self.write(&[(stream, expected, events)])
     }
 
+    /// One event with exactly `payload` bytes of payload, type `Type0` and no metadata, to a random stream with
+    /// `Any`. Returns the stream.
+    pub fn append_sized(&mut self, payload: usize) -> Result<String, Error> {
+        let stream = self.streams[self.rng.below(self.streams.len() as u64) as usize].clone();
+        let id = Uuid::from_u64_pair(self.rng.next_u64(), self.rng.next_u64());
+        let event = NewEvent::new("Type0", vec![7u8; payload]).with_id(id);
+        self.write(&[(stream.clone(), ExpectedVersion::Any, vec![event])])?;
+        Ok(stream)
+    }
+
+    /// The longest stream name the workload uses.
+    pub fn longest_stream_name(&self) -> usize {
+        self.streams.iter().map(String::len).max().unwrap_or(0)
+    }
+
     /// An `append_many` over 2 or 3 streams.
     pub fn append_many(&mut self, large: bool) -> Result<(), Error> {
         let k = 2 + self.rng.below(2) as usize;
