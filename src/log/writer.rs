@@ -227,7 +227,10 @@ impl Writer {
         }
         debug_assert_eq!(at as u64, batch_bytes);
         if !self.store_through_map {
-            tail.segment.file().write_all_at(&self.buf[..end - start], start as u64).map_err(WriteFailure::Poisoning)?;
+            tail.segment
+                .file()
+                .write_all_at(&self.buf[..end - start], start as u64)
+                .map_err(WriteFailure::Poisoning)?;
             if self.buf.capacity() > BUF_KEEP_BYTES {
                 self.buf = Vec::new();
             }
