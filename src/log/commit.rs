@@ -2,7 +2,8 @@
 //!
 //! Appends are copied into the tail segment's mapping under the writer lock (memory speed), then wait here
 //! until a sync covers them. Whoever needs durability and finds no sync running becomes the *leader*: it
-//! captures the end of what has been written, syncs once for all of it, and wakes everyone it covered; appends
+//! captures the end of what has been written, syncs once for all of it, and wakes everyone it covered (each
+//! blocked appender is parked on its own, and woken by the leader after it lets go of the lock); appends
 //! that arrive while a sync runs form the next group. A lone writer therefore syncs inline with no added
 //! delay. When recent groups show that several writers are active, the leader first waits, for at most about
 //! one sync's duration, until as many appends are pending as in the largest recent group: without that, 16
@@ -73,10 +74,32 @@ struct CommitState {
     reported: bool,
     /// Async appenders: (position they need durable, waker).
     wakers: Vec<(u64, Waker)>,
+    /// Blocked appenders parked until a sync covers them (or they are picked to lead the next one).
+    parked: Vec<Parked>,
+    /// An empty vector kept for the leader's list of appenders to wake (no allocation per sync).
+    spare_parked: Vec<Parked>,
     shutdown: bool,
     /// Syncs completed, and the appends they covered (for statistics).
     syncs: u64,
     synced_appends: u64,
+}
+
+/// A blocked appender waiting for a sync: woken by the leader of the sync that covers it, or picked to lead the
+/// next one. Each is woken on its own (`unpark`), so a finished sync does not send every waiter at once after the
+/// commit lock, as a condition variable's `notify_all` does (the W2 write-up in docs/PERFORMANCE.md).
+struct Parked {
+    target: u64,
+    thread: std::thread::Thread,
+    /// Set (Release) before the unpark; the parked thread loops on it (Acquire), so spurious unparks are
+    /// harmless.
+    woken: Arc<AtomicBool>,
+}
+
+impl Parked {
+    fn wake(self) {
+        self.woken.store(true, Ordering::Release);
+        self.thread.unpark();
+    }
 }
 
 impl Commit {
@@ -96,6 +119,8 @@ impl Commit {
                 poisoned: None,
                 reported: false,
                 wakers: Vec::new(),
+                parked: Vec::new(),
+                spare_parked: Vec::new(),
                 shutdown: false,
                 syncs: 0,
                 synced_appends: 0,
@@ -186,6 +211,7 @@ impl Commit {
         for (_, w) in st.wakers.drain(..) {
             w.wake();
         }
+        st.parked.drain(..).for_each(Parked::wake);
         self.done_cv.notify_all();
     }
 
@@ -202,7 +228,17 @@ impl Commit {
                 return Err(e);
             }
             if st.syncing {
-                st = self.done_cv.wait(st).unwrap_or_else(|e| e.into_inner());
+                let woken = Arc::new(AtomicBool::new(false));
+                st.parked.push(Parked { target, thread: std::thread::current(), woken: woken.clone() });
+                drop(st);
+                while !woken.load(Ordering::Acquire) {
+                    std::thread::park();
+                }
+                // Covered: done, without taking the lock again (the leader stored `durable` before waking).
+                if self.durable.load(Ordering::Acquire) >= target {
+                    return Ok(());
+                }
+                st = self.lock();
             } else {
                 st = self.lead(st, true);
             }
@@ -339,7 +375,26 @@ impl Commit {
                         i += 1;
                     }
                 }
+                // Every parked appender this sync covered, and the first it did not: that one leads the next
+                // sync (unless an arriving appender does first; then it parks again). Woken after the lock is
+                // let go, so that they do not wake into a held lock.
+                let mut woken = std::mem::take(&mut st.spare_parked);
+                let mut leader_picked = false;
+                let mut i = 0;
+                while i < st.parked.len() {
+                    let covered = st.parked[i].target <= durable;
+                    if covered || !leader_picked {
+                        leader_picked |= !covered;
+                        woken.push(st.parked.swap_remove(i));
+                    } else {
+                        i += 1;
+                    }
+                }
                 self.done_cv.notify_all();
+                drop(st);
+                woken.drain(..).for_each(Parked::wake);
+                st = self.lock();
+                st.spare_parked = woken;
             }
             Err(e) => self.poison_locked(&mut st, &e),
         }
