@@ -279,18 +279,22 @@ impl<'a> EventHeader<'a> {
     pub fn new(frame: &'a [u8]) -> EventHeader<'a> {
         EventHeader(frame.first_chunk::<HEADER_BYTES>().expect("a verified frame holds its header"))
     }
+    /// The event's position in the store.
     #[inline]
     pub fn position(self) -> u64 {
         read_u64(self.0, POSITION_AT)
     }
+    /// The event's version in its stream.
     #[inline]
     pub fn version(self) -> u64 {
         read_u64(self.0, VERSION_AT)
     }
+    /// When the event was appended, in microseconds since the Unix epoch.
     #[inline]
     pub fn timestamp_us(self) -> u64 {
         read_u64(self.0, TIMESTAMP_AT)
     }
+    /// The event id's bytes.
     #[inline]
     pub fn id(self) -> [u8; 16] {
         *self.0[ID_AT..].first_chunk::<16>().expect("the header ends with the id")
