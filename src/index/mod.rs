@@ -163,6 +163,16 @@ pub struct StreamIndex {
 
 /// The event frame at `at` and its stream name, read without verifying the checksum (the callers compare the
 /// name and the position and version it claims; a damaged frame fails those or the read that follows).
+/// Starts loading the frames at `locations` into the cache while the walk through the chunks goes on: a long
+/// stream's frames are scattered over the log, and their misses then overlap the walk's own.
+fn prefetch_frames(log: &LogMap, locations: &[Location]) {
+    for at in locations {
+        if let Some(segment) = log.segment(at.segment()) {
+            segment.prefetch(at.offset() as usize);
+        }
+    }
+}
+
 fn frame_at(segments: &[Arc<Segment>], at: Location) -> Result<(Frame, &[u8])> {
     let segment = segments
         .get(at.segment() as usize)
@@ -535,6 +545,7 @@ impl StreamIndex {
             let start = out.len();
             chunks::locations(bytes, h, &entry, from_version, &mut out);
             out[start..].reverse();
+            prefetch_frames(log, &out[start..]);
             if entry.first_version <= from_version {
                 break;
             }
@@ -543,6 +554,7 @@ impl StreamIndex {
             let start = out.len();
             chunks::recent(bytes, h, &entry, from_version, &mut out);
             out[start..].reverse();
+            prefetch_frames(log, &out[start..]);
             if entry.first_version - u64::from(entry.recent_count) <= from_version {
                 break;
             }
