@@ -371,6 +371,15 @@ impl Store {
         validate_append(parts)?;
         let shared = &*self.shared;
         let sync = shared.durability == Durability::Sync;
+        // Look each stream up once before taking the writer lock, and forget the answer: with millions of
+        // streams, a stream's directory slot and newest frame are rarely in the CPU's caches, and every other
+        // appender would wait for those misses under the lock. The check under the lock then finds them warm.
+        {
+            let state = shared.state();
+            for p in parts {
+                let _ = state.index.tail(&state.log, p.stream);
+            }
+        }
         let mut writer = shared.writer()?;
         // Plain loops: the iterator-collect forms into SmallVec cost several hundred instructions per append.
         let mut decisions: SmallVec<[Decision; 1]> = SmallVec::new();
