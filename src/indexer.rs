@@ -111,7 +111,7 @@ impl Indexer {
 
     /// Tells the indexer a memtable was frozen.
     pub fn wake(&self) {
-        let mut f = self.control.flags.lock().unwrap_or_else(|e| e.into_inner());
+        let mut f = self.control.flags();
         f.pending = true;
         self.control.cv.notify_one();
     }
@@ -149,7 +149,7 @@ impl Indexer {
     /// Lets the indexer finish the memtable it has, then joins it.
     pub fn stop(&self) {
         {
-            let mut f = self.control.flags.lock().unwrap_or_else(|e| e.into_inner());
+            let mut f = self.control.flags();
             f.stop = true;
             self.control.cv.notify_one();
         }
@@ -169,7 +169,7 @@ fn run(
 ) {
     loop {
         {
-            let mut f = control.flags.lock().unwrap_or_else(|e| e.into_inner());
+            let mut f = control.flags();
             while !f.pending && !f.stop {
                 f = control.cv.wait(f).unwrap_or_else(|e| e.into_inner());
             }
@@ -189,7 +189,7 @@ fn run(
             Err(Failure::Retry) => {
                 control.progress(|f| f.failing = true);
                 // Try again after a while (earlier only if asked to stop: then the close tries once more).
-                let f = control.flags.lock().unwrap_or_else(|e| e.into_inner());
+                let f = control.flags();
                 let (mut f, _) =
                     control.cv.wait_timeout_while(f, RETRY_AFTER, |f| !f.stop).unwrap_or_else(|e| e.into_inner());
                 if f.stop {
@@ -239,7 +239,7 @@ fn flush_frozen(
         // Every Sync append waits for its own sync: wait for theirs rather than run one, so that a failed sync
         // is met (and reported as `Error::Io`) by an append. A close finishes what is left.
         while !commit.wait_durable_for(m.end_position(), Duration::from_millis(50)).map_err(Failure::Fatal)? {
-            if control.flags.lock().unwrap_or_else(|e| e.into_inner()).stop {
+            if control.flags().stop {
                 return Ok(());
             }
         }

@@ -161,8 +161,6 @@ pub struct StreamIndex {
     checkpoint_bytes: u64,
 }
 
-/// The event frame at `at` and its stream name, read without verifying the checksum (the callers compare the
-/// name and the position and version it claims; a damaged frame fails those or the read that follows).
 /// Starts loading the frames at `locations` into the cache while the walk through the chunks goes on: a long
 /// stream's frames are scattered over the log, and their misses then overlap the walk's own.
 fn prefetch_frames(log: &LogMap, locations: &[Location]) {
@@ -173,6 +171,8 @@ fn prefetch_frames(log: &LogMap, locations: &[Location]) {
     }
 }
 
+/// The event frame at `at` and its stream name, read without verifying the checksum (the callers compare the
+/// name and the position and version it claims; a damaged frame fails those or the read that follows).
 fn frame_at(segments: &[Arc<Segment>], at: Location) -> Result<(Frame, &[u8])> {
     let segment = segments
         .get(at.segment() as usize)
@@ -184,6 +184,32 @@ fn frame_at(segments: &[Arc<Segment>], at: Location) -> Result<(Frame, &[u8])> {
         .get(f.stream_at()..f.stream_at() + f.stream_bytes as usize)
         .ok_or_else(|| bad("index points at a frame without a stream name".into()))?;
     Ok((f, name))
+}
+
+/// The chunk among `chunks` (with their first positions `firsts`) that holds `position`, if any.
+fn chunk_holding<'a>(chunks: &'a [Arc<Chunk>], firsts: &[u64], position: u64) -> Option<&'a Arc<Chunk>> {
+    let i = firsts.partition_point(|&f| f <= position).checked_sub(1)?;
+    let c = &chunks[i];
+    (position < c.end_position()).then_some(c)
+}
+
+/// For verifying a chunk file: the first position and salt of segment `number`.
+fn segment_of(segments: &[Arc<Segment>]) -> impl Fn(u64) -> Option<(u64, u64)> + '_ {
+    |number| {
+        let s = segments.get(usize::try_from(number).ok()?)?;
+        Some((s.first_position(), s.salt()))
+    }
+}
+
+/// Writes the marker that makes the next open rebuild the index: damage to an index file was found. Best
+/// effort: if even this fails, the damage is still reported, and found again next time.
+fn mark_for_rebuild(fs: &dyn FileSystem, dir: &Path) {
+    let _ = fs::write_file_atomic(fs, dir, REBUILD_MARKER, b"an index file is damaged\n");
+}
+
+/// The error of a stream's chain of chunk entries broken at `position`.
+fn broken_chain(dir: &Path, stream: &str, position: u64) -> Error {
+    Error::corrupt(dir, 0, format!("the index has no entry for {stream:?} in the chunk holding position {position}"))
 }
 
 /// What building chunk files needs of the index and the log: taken under the state lock
@@ -201,30 +227,20 @@ pub struct BuildView {
 
 impl BuildView {
     fn chunk_for(&self, position: u64) -> Option<&Arc<Chunk>> {
-        let i = self.chunk_firsts.partition_point(|&f| f <= position).checked_sub(1)?;
-        let c = &self.chunks[i];
-        (position < c.end_position()).then_some(c)
+        chunk_holding(&self.chunks, &self.chunk_firsts, position)
     }
 
+    /// As `StreamIndex::chunk_bytes`: damage marks the index for a rebuild at the next open.
     fn chunk_bytes<'a>(&self, chunk: &'a Chunk) -> Result<(&'a [u8], &'a ChunkHeader)> {
-        let segments = &self.segments;
-        let r = chunk.get(&*self.fs, |number| {
-            let s = segments.get(usize::try_from(number).ok()?)?;
-            Some((s.first_position(), s.salt()))
-        });
+        let r = chunk.get(&*self.fs, segment_of(&self.segments));
         if r.is_err() {
-            // As in `StreamIndex::chunk_bytes`: the next open rebuilds.
-            let _ = fs::write_file_atomic(&*self.fs, &self.dir, REBUILD_MARKER, b"an index file is damaged\n");
+            mark_for_rebuild(&*self.fs, &self.dir);
         }
         r
     }
 
     fn broken_chain(&self, stream: &str, position: u64) -> Error {
-        Error::corrupt(
-            &self.dir,
-            0,
-            format!("the index has no entry for {stream:?} in the chunk holding position {position}"),
-        )
+        broken_chain(&self.dir, stream, position)
     }
 
     /// Builds the chunk files of a memtable: one per segment its events are in.
@@ -435,7 +451,7 @@ impl StreamIndex {
                     segment.path(),
                     u64::from(at.offset()),
                     format!(
-                        "the frame here is {stream:?} version {} at position {}; the stream directory expects version                          {} at position {} here (a misplaced frame, or a damaged {})",
+                        "the frame here is {stream:?} version {} at position {}; the stream directory expects version {} at position {} here (a misplaced frame, or a damaged {})",
                         f.version,
                         f.position,
                         slot.last_version,
@@ -466,9 +482,7 @@ impl StreamIndex {
 
     /// The chunk holding `position` (below the indexed end).
     fn chunk_for(&self, position: u64) -> Option<&Arc<Chunk>> {
-        let i = self.chunk_firsts.partition_point(|&f| f <= position).checked_sub(1)?;
-        let c = &self.chunks[i];
-        (position < c.end_position()).then_some(c)
+        chunk_holding(&self.chunks, &self.chunk_firsts, position)
     }
 
     fn push_chunk(&mut self, chunk: Arc<Chunk>) {
@@ -479,19 +493,11 @@ impl StreamIndex {
     /// A chunk's mapped, verified bytes. Damage found here is reported, and marks the index for a rebuild at the
     /// next open.
     fn chunk_bytes<'a>(&self, log: &LogMap, chunk: &'a Chunk) -> Result<(&'a [u8], &'a ChunkHeader)> {
-        let r = chunk.get(&*self.fs, Self::segment_of(log));
+        let r = chunk.get(&*self.fs, segment_of(log.segments()));
         if r.is_err() && !self.rebuild_marked.swap(true, std::sync::atomic::Ordering::Relaxed) {
-            // Best effort: if even this fails, the damage is still reported, and found again next time.
-            let _ = fs::write_file_atomic(&*self.fs, &self.dir, REBUILD_MARKER, b"an index file is damaged\n");
+            mark_for_rebuild(&*self.fs, &self.dir);
         }
         r
-    }
-
-    fn segment_of(log: &LogMap) -> impl Fn(u64) -> Option<(u64, u64)> + '_ {
-        |number| {
-            let s = log.segment(u32::try_from(number).ok()?)?;
-            Some((s.first_position(), s.salt()))
-        }
     }
 
     /// The locations of the stream's events from `from_version` on, oldest first.
@@ -566,11 +572,7 @@ impl StreamIndex {
     }
 
     fn broken_chain(&self, stream: &str, position: u64) -> Error {
-        Error::corrupt(
-            &self.dir,
-            0,
-            format!("the index has no entry for {stream:?} in the chunk holding position {position}"),
-        )
+        broken_chain(&self.dir, stream, position)
     }
 
     /// Where the event `version` of `stream` is.
@@ -1026,7 +1028,7 @@ impl StreamIndex {
             let end = if i + 1 < below { firsts[i + 1] } else { trusted };
             ix.push_chunk(Arc::new(Chunk::new(dir.join(chunks::file_name(firsts[i])), expect(firsts[i], end))));
         }
-        let segment_of = Self::segment_of(log);
+        let segment_of = segment_of(log.segments());
         // The newest trusted chunk: verified now, for where its segment's scan resumes.
         let mut at = None;
         if let Some(last) = ix.chunks.last() {
