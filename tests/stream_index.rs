@@ -517,8 +517,8 @@ impl FileHandle for RecordedFile {
     fn map(&self) -> std::io::Result<Arc<dyn Mapping>> {
         self.inner.map()
     }
-    fn map_mut(&self) -> std::io::Result<Box<dyn MappingMut>> {
-        self.inner.map_mut()
+    fn map_mut(&self, offset: u64, len: usize) -> std::io::Result<Box<dyn MappingMut>> {
+        self.inner.map_mut(offset, len)
     }
 }
 

@@ -17,14 +17,18 @@ use std::sync::Arc;
 #[doc(hidden)]
 pub mod sim;
 
+/// What the offset of a writable mapping must be a multiple of: a multiple of every page size Linux uses for
+/// file mappings (4, 16 and 64 KiB).
+pub const MAP_ALIGN_BYTES: u64 = 64 << 10;
+
 /// A read-only view of a whole file, usually a memory mapping.
 pub trait Mapping: Send + Sync {
     /// The mapped bytes. Their length is the file length at the time of mapping.
     fn bytes(&self) -> &[u8];
 }
 
-/// A writable shared view of a whole file: stores into it reach the page cache at once (so they survive a crash
-/// of the process) and become durable with [`FileHandle::sync_data`] of the same file.
+/// A writable shared view of a range of a file: stores into it reach the page cache at once (so they survive a
+/// crash of the process) and become durable with [`FileHandle::sync_data`] of the same file.
 pub trait MappingMut: Send + Sync {
     /// The mapped bytes, writable.
     fn bytes_mut(&mut self) -> &mut [u8];
@@ -42,8 +46,9 @@ pub trait FileHandle: Send + Sync + Debug {
     fn len_bytes(&self) -> io::Result<u64>;
     /// Maps the whole file read-only. The file's length must not change while the mapping lives.
     fn map(&self) -> io::Result<Arc<dyn Mapping>>;
-    /// Maps the whole file read-write and shared. The file's length must not change while the mapping lives.
-    fn map_mut(&self) -> io::Result<Box<dyn MappingMut>>;
+    /// Maps `len` bytes from `offset` read-write and shared. `offset` is a multiple of [`MAP_ALIGN_BYTES`] and
+    /// the range lies within the file, whose length must not change while the mapping lives.
+    fn map_mut(&self, offset: u64, len: usize) -> io::Result<Box<dyn MappingMut>>;
 }
 
 /// How [`FileSystem::open`] opens a file.
@@ -140,8 +145,8 @@ impl FileHandle for StdFile {
         map_file(&self.0)
     }
 
-    fn map_mut(&self) -> io::Result<Box<dyn MappingMut>> {
-        map_file_mut(&self.0)
+    fn map_mut(&self, offset: u64, len: usize) -> io::Result<Box<dyn MappingMut>> {
+        map_file_mut(&self.0, offset, len)
     }
 }
 
@@ -159,12 +164,17 @@ fn map_file(file: &File) -> io::Result<Arc<dyn Mapping>> {
     Ok(Arc::new(StdMapping(map)))
 }
 
-/// Maps `file` read-write and shared; see [`map_file`].
+/// Maps `len` bytes of `file` from `offset` read-write and shared; see [`map_file`].
 #[allow(unsafe_code, reason = "mapping a file is unsafe in memmap2; the contract is upheld as stated")]
-fn map_file_mut(file: &File) -> io::Result<Box<dyn MappingMut>> {
-    // SAFETY: as for `map_file`. The one writable mapping of a segment belongs to the log writer, which
-    // stores only past the length it has published to readers and never changes the file's length.
-    let map = unsafe { memmap2::MmapMut::map_mut(file)? };
+fn map_file_mut(file: &File, offset: u64, len: usize) -> io::Result<Box<dyn MappingMut>> {
+    let file_len = file.metadata()?.len();
+    if !offset.is_multiple_of(MAP_ALIGN_BYTES) || offset.checked_add(len as u64).is_none_or(|end| end > file_len) {
+        let message = format!("cannot map {len} bytes at {offset} of a file of {file_len} bytes");
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, message));
+    }
+    // SAFETY: as for `map_file`. The writable mappings of a segment belong to the log writer, which stores
+    // only past the length it has published to readers and never changes the file's length.
+    let map = unsafe { memmap2::MmapOptions::new().offset(offset).len(len).map_mut(file)? };
     Ok(Box::new(StdMappingMut(map)))
 }
 

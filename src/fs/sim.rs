@@ -1186,14 +1186,14 @@ impl FileHandle for SimFile {
         })
     }
 
-    fn map_mut(&self) -> io::Result<Box<dyn MappingMut>> {
+    fn map_mut(&self, offset: u64, len: usize) -> io::Result<Box<dyn MappingMut>> {
         self.fs.op(Op::Map, &self.path, |g| {
             if !self.writable {
                 return Err(io::Error::from_raw_os_error(9)); // EBADF
             }
             let inode = g.inode_mut(self.id);
             inode.mapped = true;
-            super::map_file_mut(&inode.memory)
+            super::map_file_mut(&inode.memory, offset, len)
         })
     }
 }
@@ -1286,7 +1286,7 @@ mod tests {
         let f = file_with(&fs, "/seg", &[0u8; 1024]);
         f.sync_data().unwrap();
         fs.sync_dir(&p("/")).unwrap();
-        let mut rw = f.map_mut().unwrap();
+        let mut rw = f.map_mut(0, 1024).unwrap();
         let next = fs.ops() + 1;
         fs.freeze_after([next]);
         fs.freeze_before([next]);
@@ -1302,11 +1302,28 @@ mod tests {
     }
 
     #[test]
+    fn a_writable_mapping_of_a_range_covers_that_range_only() {
+        let fs = SimFs::new();
+        let align = super::super::MAP_ALIGN_BYTES as usize;
+        let f = file_with(&fs, "/seg", &vec![0u8; 3 * align]);
+        let mut rw = f.map_mut(align as u64, align).unwrap();
+        assert_eq!(rw.bytes_mut().len(), align);
+        rw.bytes_mut()[0] = 7;
+        let mut buf = [0u8; 1];
+        f.read_exact_at(&mut buf, align as u64).unwrap();
+        assert_eq!(buf, [7]);
+        for (offset, len) in [(1, 10), (align as u64, 2 * align + 1), (4 * align as u64, 1), (u64::MAX - 65535, 2)] {
+            let e = f.map_mut(offset, len).err().expect("a bad range is refused");
+            assert_eq!(e.kind(), io::ErrorKind::InvalidInput, "{offset} {len}");
+        }
+    }
+
+    #[test]
     fn both_mappings_and_reads_share_one_buffer() {
         let fs = SimFs::new();
         let f = file_with(&fs, "/seg", &[5u8; 4096]);
         let ro = f.map().unwrap();
-        let mut rw = f.map_mut().unwrap();
+        let mut rw = f.map_mut(0, 4096).unwrap();
         rw.bytes_mut()[100..104].copy_from_slice(b"abcd");
         assert_eq!(&ro.bytes()[100..104], b"abcd");
         let mut buf = [0u8; 4];

@@ -64,7 +64,7 @@ impl Directory {
             Ok(h) => h,
             Err(e) => return Ok(Err(e.to_string())),
         };
-        let write = file.map_mut()?;
+        let write = file.map_mut(0, usize::try_from(len).map_err(io::Error::other)?)?;
         let mask = header.slot_count() - 1;
         Ok(Ok(Directory { file: file.into(), read, write, header, mask }))
     }
@@ -220,7 +220,7 @@ fn write_new(
         header.encode_into(&mut head);
         file.write_all_at(&[0u8; SLOT_BYTES], len - SLOT_BYTES as u64)?;
         {
-            let mut map = file.map_mut()?;
+            let mut map = file.map_mut(0, usize::try_from(len).map_err(io::Error::other)?)?;
             let bytes = map.bytes_mut();
             let used = bytes[DIRECTORY_HEADER_BYTES..].len() / SLOT_BYTES * SLOT_BYTES;
             fill(&mut bytes[DIRECTORY_HEADER_BYTES..DIRECTORY_HEADER_BYTES + used])?;
