@@ -68,6 +68,41 @@ pub enum PushError {
     Corrupt(Error),
 }
 
+/// One event for [`StreamIndex::push`]: its id, where its frame is, and the frame's length.
+pub struct PushedFrame {
+    pub id: [u8; 16],
+    pub location: Location,
+    pub bytes: u32,
+}
+
+/// What [`add_frames`] added.
+struct Added {
+    /// The position after the last frame added.
+    end_position: u64,
+    /// The bytes of the frames added.
+    bytes: u64,
+    /// The segment of the last frame added and the offset just past it; `None` if none was.
+    end: Option<(u32, u64)>,
+}
+
+/// Appends `frames`, from `first_position` on, to a memtable stream's events and last id.
+fn add_frames(
+    events: &mut SmallVec<[(u64, Location); 2]>,
+    last_id: &mut [u8; 16],
+    first_position: u64,
+    frames: impl IntoIterator<Item = PushedFrame>,
+) -> Added {
+    let mut added = Added { end_position: first_position, bytes: 0, end: None };
+    for f in frames {
+        events.push((added.end_position, f.location));
+        *last_id = f.id;
+        added.end_position += 1;
+        added.bytes += u64::from(f.bytes);
+        added.end = Some((f.location.segment(), f.location.offset() as u64 + u64::from(f.bytes)));
+    }
+    added
+}
+
 /// One stream's events in a memtable.
 struct MemStream {
     hash: u64,
@@ -594,30 +629,27 @@ impl StreamIndex {
         Some((h.segment_number as u32, chunks::seek(bytes, h, position)?))
     }
 
-    /// Records that `stream`'s event `version`, at `position`, is at `location` and takes `frame_bytes`.
-    /// Versions must follow the stream's last one; positions arrive in order without gaps. `known_prev`: the
-    /// position of the stream's newest event, if the caller looked it up since the last change to the index
-    /// (the append path does, under the writer lock); `None` to look it up here (and check the version).
-    #[allow(clippy::too_many_arguments)]
+    /// Records a run of `stream`'s events: versions from `first_version`, positions from `first_position`, one
+    /// frame each, back to back in one segment. Versions must follow the stream's last one; positions arrive in
+    /// order without gaps. `known_prev`: the position of the stream's newest event, if the caller looked it up
+    /// since the last change to the index (the append path does, under the writer lock); `None` to look it up
+    /// here (and check the version). One lookup of the stream serves the whole run.
     pub fn push(
         &mut self,
         log: &LogMap,
         stream: &str,
-        version: u64,
-        position: u64,
-        id: [u8; 16],
-        location: Location,
-        frame_bytes: u64,
+        first_version: u64,
+        first_position: u64,
         known_prev: Option<Option<u64>>,
+        frames: impl IntoIterator<Item = PushedFrame>,
     ) -> std::result::Result<(), PushError> {
-        debug_assert_eq!(position, self.active.end_position);
-        if let Some(m) = self.active.streams.get_mut(stream) {
+        debug_assert_eq!(first_position, self.active.end_position);
+        let added = if let Some(m) = self.active.streams.get_mut(stream) {
             let expected = m.first_version + m.events.len() as u64;
-            if expected != version {
-                return Err(PushError::Gap { expected, found: version });
+            if expected != first_version {
+                return Err(PushError::Gap { expected, found: first_version });
             }
-            m.events.push((position, location));
-            m.last_id = id;
+            add_frames(&mut m.events, &mut m.last_id, first_position, frames)
         } else {
             let prev_position = match known_prev {
                 Some(prev) => prev.unwrap_or(NO_CHUNK),
@@ -627,26 +659,26 @@ impl StreamIndex {
                         None => self.directory_tail(log, stream).map_err(PushError::Corrupt)?.map(|(t, _)| t),
                     };
                     let expected = before.map_or(0, |t| t.version + 1);
-                    if expected != version {
-                        return Err(PushError::Gap { expected, found: version });
+                    if expected != first_version {
+                        return Err(PushError::Gap { expected, found: first_version });
                     }
                     before.map_or(NO_CHUNK, |t| t.position)
                 }
             };
+            let (mut events, mut last_id) = (SmallVec::new(), [0u8; 16]);
+            let added = add_frames(&mut events, &mut last_id, first_position, frames);
             let hash = self.hash(stream);
-            let mut events = SmallVec::new();
-            events.push((position, location));
-            self.active
-                .streams
-                .insert(stream.into(), MemStream { hash, first_version: version, prev_position, events, last_id: id });
-        }
+            let m = MemStream { hash, first_version, prev_position, events, last_id };
+            self.active.streams.insert(stream.into(), m);
+            added
+        };
+        let Some((segment, end)) = added.end else { return Ok(()) };
         let m = &mut self.active;
-        m.end_position = position + 1;
-        m.log_bytes += frame_bytes;
-        let end = location.offset() as u64 + frame_bytes;
+        m.end_position = added.end_position;
+        m.log_bytes += added.bytes;
         match m.segment_ends.last_mut() {
-            Some((s, e)) if *s == location.segment() => *e = end,
-            _ => m.segment_ends.push((location.segment(), end)),
+            Some((s, e)) if *s == segment => *e = end,
+            _ => m.segment_ends.push((segment, end)),
         }
         Ok(())
     }
