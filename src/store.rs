@@ -131,6 +131,19 @@ impl Shared {
 
     fn writer(&self) -> Result<MutexGuard<'_, Writer>> {
         let w = self.writer.lock().map_err(|_| Error::Poisoned)?;
+        self.checked_writer(w)
+    }
+
+    /// The writer lock if it is free now; `None` if another appender holds it.
+    fn try_writer(&self) -> Option<Result<MutexGuard<'_, Writer>>> {
+        match self.writer.try_lock() {
+            Ok(w) => Some(self.checked_writer(w)),
+            Err(std::sync::TryLockError::Poisoned(_)) => Some(Err(Error::Poisoned)),
+            Err(std::sync::TryLockError::WouldBlock) => None,
+        }
+    }
+
+    fn checked_writer<'a>(&self, w: MutexGuard<'a, Writer>) -> Result<MutexGuard<'a, Writer>> {
         if self.commit.is_poisoned() {
             return Err(self.commit.refusal());
         }
@@ -371,16 +384,23 @@ impl Store {
         validate_append(parts)?;
         let shared = &*self.shared;
         let sync = shared.durability == Durability::Sync;
-        // Look each stream up once before taking the writer lock, and forget the answer: with millions of
-        // streams, a stream's directory slot and newest frame are rarely in the CPU's caches, and every other
-        // appender would wait for those misses under the lock. The check under the lock then finds them warm.
-        {
-            let state = shared.state();
-            for p in parts {
-                let _ = state.index.tail(&state.log, p.stream);
+        // If another appender holds the writer lock, look each stream up once before waiting for it, and forget
+        // the answer: with millions of streams, a stream's directory slot and newest frame are rarely in the
+        // CPU's caches, and every other appender would wait for those misses under the lock. The check under the
+        // lock then finds them warm. A free lock is taken at once: nobody waits, and the lookup would be done
+        // twice.
+        let mut writer = match shared.try_writer() {
+            Some(w) => w?,
+            None => {
+                {
+                    let state = shared.state();
+                    for p in parts {
+                        let _ = state.index.tail(&state.log, p.stream);
+                    }
+                }
+                shared.writer()?
             }
-        }
-        let mut writer = shared.writer()?;
+        };
         // Plain loops: the iterator-collect forms into SmallVec cost several hundred instructions per append.
         let mut decisions: SmallVec<[Decision; 1]> = SmallVec::new();
         let mut planned: SmallVec<[PlannedPart<'_>; 1]> = SmallVec::new();

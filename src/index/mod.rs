@@ -86,6 +86,7 @@ struct Added {
 }
 
 /// Appends `frames`, from `first_position` on, to a memtable stream's events and last id.
+#[inline(always)]
 fn add_frames(
     events: &mut SmallVec<[(u64, Location); 2]>,
     last_id: &mut [u8; 16],
