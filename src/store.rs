@@ -28,7 +28,7 @@ use crate::event::{AppendResult, ExpectedVersion, NewEvent, Position, RecordedEv
 use crate::format::store_file::{self, StoreFile, StoreFileError};
 use crate::format::{frame, segment_header, FORMAT_VERSION};
 use crate::fs::{self, FileSystem, LockGuard};
-use crate::index::{PushError, PushedFrame, StreamIndex};
+use crate::index::{DirectoryHint, PushError, PushedFrame, StreamIndex};
 use crate::indexer::Indexer;
 use crate::limits;
 use crate::log::commit::Commit;
@@ -384,18 +384,19 @@ impl Store {
         validate_append(parts)?;
         let shared = &*self.shared;
         let sync = shared.durability == Durability::Sync;
-        // If another appender holds the writer lock, look each stream up once before waiting for it, and forget
-        // the answer: with millions of streams, a stream's directory slot and newest frame are rarely in the
-        // CPU's caches, and every other appender would wait for those misses under the lock. The check under the
-        // lock then finds them warm. A free lock is taken at once: nobody waits, and the lookup would be done
-        // twice.
+        // If another appender holds the writer lock, look each stream up before waiting for it: with millions of
+        // streams, a stream's directory slot and newest frame are rarely in the CPU's caches, and every other
+        // appender would wait for those misses under the lock. What the directory said is kept as a hint, which
+        // the check under the lock uses unless the directory changed in between. A free lock is taken at once:
+        // nobody waits.
+        let mut hints: SmallVec<[Option<DirectoryHint>; 1]> = SmallVec::new();
         let mut writer = match shared.try_writer() {
             Some(w) => w?,
             None => {
                 {
                     let state = shared.state();
                     for p in parts {
-                        let _ = state.index.tail(&state.log, p.stream);
+                        hints.push(state.index.directory_hint(&state.log, p.stream));
                     }
                 }
                 shared.writer()?
@@ -407,8 +408,8 @@ impl Store {
         let mut planned_prev: SmallVec<[Option<u64>; 1]> = SmallVec::new();
         {
             let state = shared.state();
-            for p in parts {
-                let d = match decide(&state, p) {
+            for (i, p) in parts.iter().enumerate() {
+                let d = match decide(&state, p, hints.get(i).copied().flatten()) {
                     Ok(d) => d,
                     Err(e) => {
                         // A conflict with events still waiting for their sync: answer only once they are
@@ -1018,9 +1019,10 @@ fn validate_stream_name(stream: &str) -> Result<()> {
     Ok(())
 }
 
-/// Decides one part of an append: the optimistic-concurrency check and the idempotent-retry rules.
-fn decide(state: &State, part: &StreamAppend<'_>) -> Result<Decision> {
-    let tail = state.index.tail(&state.log, part.stream)?;
+/// Decides one part of an append: the optimistic-concurrency check and the idempotent-retry rules. `hint`: what
+/// the directory said of the stream before the writer lock was taken, if it did.
+fn decide(state: &State, part: &StreamAppend<'_>, hint: Option<DirectoryHint>) -> Result<Decision> {
+    let tail = state.index.tail_hinted(&state.log, part.stream, hint)?;
     let actual = tail.map(|t| t.version);
     let n = part.events.len() as u64;
     let conflict = || Error::WrongExpectedVersion { stream: part.stream.to_owned(), expected: part.expected, actual };
@@ -1409,5 +1411,46 @@ impl<T: Unpin> Future for AppendFuture<T> {
                 Poll::Ready(Ok(result.take().expect("polled after completion")))
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A hint taken from the directory must not answer after the directory changed: here the stream gains an
+    /// event that leaves the memtables (a checkpoint) between the hint and its use, as another appender's event
+    /// can while this one waits for the writer lock.
+    #[test]
+    fn a_directory_hint_is_not_used_after_a_checkpoint() {
+        let dir = tempfile::tempdir().unwrap();
+        // Checkpoints only when the test asks.
+        let store =
+            Options::new().durability(Durability::Buffered).index_checkpoint_bytes(1 << 30).open(dir.path()).unwrap();
+        let checkpoint = || {
+            store.sync().unwrap();
+            let mut st = store.shared.state_mut();
+            let State { log, index } = &mut *st;
+            index.checkpoint_now(log, false).unwrap();
+        };
+        store.append("s", ExpectedVersion::NoStream, &[NewEvent::new("E", "0")]).unwrap();
+        checkpoint();
+        let hint = {
+            let st = store.shared.state();
+            let hint = st.index.directory_hint(&st.log, "s").expect("s is in the directory only");
+            assert_eq!(st.index.tail_hinted(&st.log, "s", Some(hint)).unwrap().map(|t| t.version), Some(0));
+            hint
+        };
+        store.append("s", ExpectedVersion::Exact(0), &[NewEvent::new("E", "1")]).unwrap();
+        let st = store.shared.state();
+        let in_memtable = st.index.tail_hinted(&st.log, "s", Some(hint)).unwrap();
+        assert_eq!(in_memtable.map(|t| t.version), Some(1), "a memtable answers before any hint");
+        drop(st);
+        checkpoint();
+        let st = store.shared.state();
+        let tail = st.index.tail_hinted(&st.log, "s", Some(hint)).unwrap();
+        assert_eq!(tail.map(|t| t.version), Some(1), "the stale hint is not used");
+        let fresh = st.index.directory_hint(&st.log, "s").unwrap();
+        assert_eq!(st.index.tail_hinted(&st.log, "s", Some(fresh)).unwrap(), tail);
     }
 }

@@ -196,3 +196,77 @@ fn async_appends_complete_under_a_plain_executor_and_many_threads() {
     }
     assert_eq!(store.head().as_u64(), 400);
 }
+
+/// Conflicting appends to streams that keep leaving the memtables: with checkpoints every few KiB, most lookups
+/// go to the stream directory, and a contended appender looks its stream up before the writer lock and confirms
+/// under it (the directory hint). Every exact-version append that succeeds must be the only one at its version,
+/// however the index changed in between, and every conflict must be real.
+#[test]
+fn exact_version_appends_stay_exact_while_the_index_checkpoints() {
+    const STREAMS: u64 = 40;
+    const APPENDS: u64 = 1_500;
+    let dir = tempfile::tempdir().unwrap();
+    let store = Options::new()
+        .durability(Durability::Buffered)
+        .segment_size(1 << 20)
+        .index_checkpoint_bytes(4 << 10)
+        .open(dir.path())
+        .unwrap();
+    let barrier = Arc::new(Barrier::new(THREADS));
+    let handles: Vec<_> = (0..THREADS as u64)
+        .map(|t| {
+            let store = store.clone();
+            let barrier = barrier.clone();
+            std::thread::spawn(move || {
+                barrier.wait();
+                let mut acks: Vec<Ack> = Vec::new();
+                let mut conflicts = 0u64;
+                for i in 0..APPENDS {
+                    let stream = format!("hot-{}", (i * 7 + t * 13) % STREAMS);
+                    let payload = format!("t{t}-i{i}").into_bytes();
+                    loop {
+                        let expected = match store.stream_version(&stream) {
+                            Some(v) => ExpectedVersion::Exact(v),
+                            None => ExpectedVersion::NoStream,
+                        };
+                        match store.append(&stream, expected, &[NewEvent::new("Hot", payload.clone())]) {
+                            Ok(r) => {
+                                acks.push((
+                                    stream.clone(),
+                                    r.first_version,
+                                    r.last_version,
+                                    r.position.as_u64(),
+                                    vec![payload],
+                                ));
+                                break;
+                            }
+                            Err(Error::WrongExpectedVersion { actual, .. }) => {
+                                assert_ne!(
+                                    actual.map_or(ExpectedVersion::NoStream, ExpectedVersion::Exact),
+                                    expected,
+                                    "a conflict reports the version that conflicts"
+                                );
+                                conflicts += 1;
+                            }
+                            Err(e) => panic!("unexpected error {e}"),
+                        }
+                    }
+                }
+                (acks, conflicts)
+            })
+        })
+        .collect();
+    let mut acks = Vec::new();
+    let mut conflicts = 0;
+    for h in handles {
+        let (a, c) = h.join().unwrap();
+        acks.extend(a);
+        conflicts += c;
+    }
+    println!("{} acknowledged appends, {conflicts} conflicts retried", acks.len());
+    assert!(store.stats().index_chunks > 10, "the index checkpointed while the appends ran");
+    check(&store, &acks);
+    drop(store);
+    let store = Store::open(dir.path()).unwrap();
+    check(&store, &acks);
+}

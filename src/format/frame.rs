@@ -369,6 +369,41 @@ pub fn decode_with(bytes: &[u8], hasher: &FrameHasher) -> Result<Frame, FrameErr
     Ok(frame)
 }
 
+/// What [`peek_event`] reads of an event frame.
+#[derive(Debug, Clone, Copy)]
+pub struct EventPeek {
+    pub position: u64,
+    pub version: u64,
+    pub id: [u8; 16],
+}
+
+/// The position, version, id and stream name of the event frame at the start of `bytes`, with only the checks
+/// that slicing the name needs: no checksum, no check of the other lengths or of the padding. For the stream
+/// index, which compares the name, position and version with what it expects of the frame (a damaged frame
+/// that still matches all three is no more trusted by [`decode_unverified`], which skips the checksum too).
+#[inline]
+pub fn peek_event(bytes: &[u8]) -> Result<(EventPeek, &[u8]), FrameError> {
+    let Some(header) = bytes.first_chunk::<HEADER_BYTES>() else { return Err(FrameError::Truncated) };
+    let len = read_u32(header, LEN_AT) as usize;
+    if len == 0 {
+        return Err(FrameError::Empty);
+    }
+    if header[KIND_AT] != FrameKind::Event as u8 {
+        return Err(FrameError::BadLayout("not an event frame"));
+    }
+    let name_end = HEADER_BYTES + header[STREAM_LEN_AT] as usize;
+    if name_end == HEADER_BYTES || name_end > len {
+        return Err(FrameError::BadLayout("stream name length"));
+    }
+    let name = bytes.get(HEADER_BYTES..name_end).ok_or(FrameError::Truncated)?;
+    let peek = EventPeek {
+        position: read_u64(header, POSITION_AT),
+        version: read_u64(header, VERSION_AT),
+        id: *header[ID_AT..].first_chunk::<16>().expect("the header ends with the id"),
+    };
+    Ok((peek, name))
+}
+
 /// Decodes and bounds-checks the frame at the start of `bytes` without verifying its checksum. Every length is
 /// still checked against the bytes present, so the result can be sliced without panicking.
 #[inline]
@@ -509,6 +544,30 @@ mod tests {
             out[CHECKSUM_AT..CHECKSUM_AT + 4].copy_from_slice(&sum.to_le_bytes());
             assert_eq!(decode(&out, 9), Err(FrameError::BadLayout("reserved bytes not zero")), "byte {reserved_at}");
         }
+    }
+
+    #[test]
+    fn a_peek_reads_what_was_written_and_refuses_what_it_cannot_slice() {
+        let mut out = Vec::new();
+        encode_event(&mut out, 9, &fields(b"payload", b"meta"));
+        let (peek, name) = peek_event(&out).unwrap();
+        assert_eq!((peek.position, peek.version, peek.id, name), (7, 3, [0xab; 16], &b"account-42"[..]));
+        // Every prefix too short for the header or the name is refused, never sliced past its end.
+        for cut in 0..HEADER_BYTES + 10 {
+            assert!(peek_event(&out[..cut]).is_err(), "cut at {cut}");
+        }
+        let mut bad = out.clone();
+        bad[STREAM_LEN_AT] = 0;
+        assert_eq!(peek_event(&bad).err(), Some(FrameError::BadLayout("stream name length")));
+        let mut bad = out.clone();
+        bad[LEN_AT..LEN_AT + 4].copy_from_slice(&(HEADER_BYTES as u32 + 4).to_le_bytes());
+        assert_eq!(peek_event(&bad).err(), Some(FrameError::BadLayout("stream name length")), "name past the frame");
+        let mut bad = out.clone();
+        bad[LEN_AT..LEN_AT + 4].copy_from_slice(&0u32.to_le_bytes());
+        assert_eq!(peek_event(&bad).err(), Some(FrameError::Empty));
+        let mut marker = Vec::new();
+        encode_marker(&mut marker, 9, FrameKind::Footer, 2, 0, 0);
+        assert_eq!(peek_event(&marker).err(), Some(FrameError::BadLayout("not an event frame")));
     }
 
     fn fields<'a>(payload: &'a [u8], metadata: &'a [u8]) -> EventFields<'a> {

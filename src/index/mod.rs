@@ -23,7 +23,7 @@ use std::sync::Arc;
 use foldhash::fast::RandomState;
 use smallvec::SmallVec;
 
-use crate::format::frame::{self, Frame};
+use crate::format::frame::{self, EventPeek};
 use crate::format::index::{self as layout, ChunkHeader, ChunkStream, Slot, NO_CHUNK, NO_ENTRY, SPARSE_EVERY};
 use crate::fs::{self, FileSystem};
 use crate::log::reader::LogMap;
@@ -57,6 +57,14 @@ pub struct StreamTail {
     pub position: u64,
     /// The id of its newest event.
     pub id: [u8; 16],
+}
+
+/// What the directory said of a stream that no memtable holds, and the directory's generation at the time: a
+/// later lookup in the same generation answers from it without reading the directory and the frame again.
+#[derive(Debug, Clone, Copy)]
+pub struct DirectoryHint {
+    generation: u64,
+    tail: Option<StreamTail>,
 }
 
 /// Why an event could not be recorded.
@@ -192,6 +200,9 @@ pub struct StreamIndex {
     /// The chunks' first positions, contiguous for the search of [`StreamIndex::chunk_for`].
     chunk_firsts: Vec<u64>,
     directory: Directory,
+    /// Changes whenever the directory may answer differently for a stream that no memtable holds (see
+    /// [`DirectoryHint`]).
+    directory_generation: u64,
     log_since_directory_sync: u64,
     rebuild_marked: std::sync::atomic::AtomicBool,
     checkpoint_bytes: u64,
@@ -207,19 +218,16 @@ fn prefetch_frames(log: &LogMap, locations: &[Location]) {
     }
 }
 
-/// The event frame at `at` and its stream name, read without verifying the checksum (the callers compare the
-/// name and the position and version it claims; a damaged frame fails those or the read that follows).
-fn frame_at(segments: &[Arc<Segment>], at: Location) -> Result<(Frame, &[u8])> {
+/// The event frame at `at` (its position, version and id) and its stream name, read without verifying the
+/// checksum or the frame's layout beyond the name (the callers compare the name and the position and version it
+/// claims; a damaged frame fails those or the read that follows).
+fn frame_at(segments: &[Arc<Segment>], at: Location) -> Result<(EventPeek, &[u8])> {
     let segment = segments
         .get(at.segment() as usize)
         .ok_or_else(|| Error::corrupt(PathBuf::new(), 0, format!("index names missing segment {}", at.segment())))?;
     let bytes = segment.bytes().get(at.offset() as usize..).unwrap_or_default();
-    let bad = |why: String| Error::corrupt(segment.path(), at.offset() as u64, why);
-    let f = frame::decode_unverified(bytes).map_err(|e| bad(format!("index points at no frame: {e}")))?;
-    let name = bytes
-        .get(f.stream_at()..f.stream_at() + f.stream_bytes as usize)
-        .ok_or_else(|| bad("index points at a frame without a stream name".into()))?;
-    Ok((f, name))
+    frame::peek_event(bytes)
+        .map_err(|e| Error::corrupt(segment.path(), at.offset() as u64, format!("index points at no event frame: {e}")))
 }
 
 /// The chunk among `chunks` (with their first positions `firsts`) that holds `position`, if any.
@@ -507,13 +515,38 @@ impl StreamIndex {
 
     /// The stream's newest event, `None` if it has none.
     pub fn tail(&self, log: &LogMap, stream: &str) -> Result<Option<StreamTail>> {
+        self.tail_hinted(log, stream, None)
+    }
+
+    /// As [`StreamIndex::tail`], answering from `hint` instead of the directory if the directory has not changed
+    /// since the hint was taken.
+    pub fn tail_hinted(&self, log: &LogMap, stream: &str, hint: Option<DirectoryHint>) -> Result<Option<StreamTail>> {
+        match self.memtable_tail(stream) {
+            Some(t) => Ok(Some(t)),
+            None => match hint {
+                Some(h) if h.generation == self.directory_generation => Ok(h.tail),
+                _ => Ok(self.directory_tail(log, stream)?.map(|(t, _)| t)),
+            },
+        }
+    }
+
+    /// Looks the stream up as [`StreamIndex::tail`] does and forgets the answer, keeping only a hint if the
+    /// directory gave it. The append path does this before it takes the writer lock, so that the cache misses
+    /// of a large directory are not taken under the lock, and passes the hint to the check under the lock.
+    pub fn directory_hint(&self, log: &LogMap, stream: &str) -> Option<DirectoryHint> {
+        if self.memtable_tail(stream).is_some() {
+            return None;
+        }
+        let tail = self.directory_tail(log, stream).ok()?.map(|(t, _)| t);
+        Some(DirectoryHint { generation: self.directory_generation, tail })
+    }
+
+    /// The stream's newest event if a memtable holds it.
+    fn memtable_tail(&self, stream: &str) -> Option<StreamTail> {
         if let Some(m) = self.active.streams.get(stream) {
-            return Ok(Some(m.tail()));
+            return Some(m.tail());
         }
-        if let Some(m) = self.frozen.as_ref().and_then(|f| f.streams.get(stream)) {
-            return Ok(Some(m.tail()));
-        }
-        Ok(self.directory_tail(log, stream)?.map(|(t, _)| t))
+        self.frozen.as_ref().and_then(|f| f.streams.get(stream)).map(MemStream::tail)
     }
 
     /// The chunk holding `position` (below the indexed end).
@@ -764,6 +797,7 @@ impl StreamIndex {
 
     pub fn install_directory(&mut self, d: Directory) {
         self.directory = d;
+        self.directory_generation += 1;
     }
 
     /// The names of a memtable's streams, for applying it in batches.
@@ -773,6 +807,7 @@ impl StreamIndex {
 
     /// Applies the newest event of each named stream of `m` to the directory.
     pub fn apply(&mut self, log: &LogMap, m: &MemTable, names: &[&str]) -> Result<()> {
+        self.directory_generation += 1;
         for name in names {
             let s = &m.streams[*name];
             let (last_position, at) = *s.events.last().expect("a memtable stream has events");
@@ -827,6 +862,8 @@ impl StreamIndex {
         if self.frozen.as_ref().is_some_and(|f| f.first_position == m.first_position) {
             self.frozen = None;
         }
+        // The streams of `m` are answered by the directory from now on.
+        self.directory_generation += 1;
         self.directory.set_applied(m.end_position, self.boot_id);
         self.log_since_directory_sync += m.log_bytes;
         self.log_since_directory_sync >= DIRECTORY_SYNC_LOG_BYTES
@@ -1025,6 +1062,7 @@ impl StreamIndex {
             chunks: Vec::new(),
             chunk_firsts: Vec::new(),
             directory,
+            directory_generation: 0,
             log_since_directory_sync: 0,
             rebuild_marked: Default::default(),
             checkpoint_bytes,
