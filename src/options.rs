@@ -133,7 +133,7 @@ impl Options {
         self
     }
 
-    /// Bytes of log between index checkpoints (default 16 MiB): the most log an open re-reads after a crash, and
+    /// Bytes of log between index checkpoints (default 8 MiB): the most log an open re-reads after a crash, and
     /// what bounds the index's heap memory. Smaller values make tests exercise many index files.
     #[doc(hidden)]
     pub fn index_checkpoint_bytes(mut self, bytes: u64) -> Options {

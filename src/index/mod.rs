@@ -36,7 +36,7 @@ use directory::Directory;
 
 /// By default the active memtable is frozen and written to disk once it covers this many bytes of log. This
 /// bounds the heap memory of the index and the log an open re-reads after a crash.
-pub const CHECKPOINT_LOG_BYTES: u64 = 16 << 20;
+pub const CHECKPOINT_LOG_BYTES: u64 = 8 << 20;
 /// Appends wait for the indexer once the memtables cover this many checkpoints of log while it still writes the
 /// frozen one (a burst faster than the indexer). The memtables then hold at most that much log's events (plus
 /// the appends in flight), and an open after a crash re-reads at most that much log.
