@@ -1,5 +1,5 @@
 //! Frame decoding from arbitrary bytes: never panics, never reads out of bounds; a frame that decodes
-//! re-encodes to exactly the same bytes.
+//! re-encodes to exactly the same bytes; the index's peek at an event frame agrees with its full decode.
 #![no_main]
 
 use annals::format::frame::{self, EventFields, FrameKind};
@@ -11,7 +11,15 @@ fuzz_target!(|data: &[u8]| {
     }
     let salt = u64::from_le_bytes(data[..8].try_into().unwrap());
     let bytes = &data[8..];
-    let _ = frame::decode_unverified(bytes);
+    let peeked = frame::peek_event(bytes);
+    if let Ok(f) = frame::decode_unverified(bytes) {
+        // The index's peek reads the same fields as the full decode of every event frame that decodes.
+        if f.kind == FrameKind::Event {
+            let (peek, name) = peeked.expect("an event frame that decodes can be peeked");
+            assert_eq!((peek.position, peek.version, peek.id), (f.position, f.version, f.id));
+            assert_eq!(name, &bytes[f.stream_at()..f.type_at()]);
+        }
+    }
     let Ok(f) = frame::decode(bytes, salt) else { return };
     let whole = &bytes[..f.frame_bytes as usize];
     let mut again = Vec::new();
