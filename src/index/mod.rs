@@ -701,6 +701,9 @@ impl StreamIndex {
             };
             let (mut events, mut last_id) = (SmallVec::new(), [0u8; 16]);
             let added = add_frames(&mut events, &mut last_id, first_position, frames);
+            if events.is_empty() {
+                return Ok(()); // a memtable stream has events
+            }
             let hash = self.hash(stream);
             let m = MemStream { hash, first_version, prev_position, events, last_id };
             self.active.streams.insert(stream.into(), m);
