@@ -412,12 +412,10 @@ impl BuildView {
     fn prev_entry(&self, stream: &str, hash: u64, position: u64) -> Result<PrevEntry> {
         let chunk = self.chunk_for(position).ok_or_else(|| self.broken_chain(stream, position))?;
         let (bytes, h) = self.chunk_bytes(chunk)?;
-        let segment = h.segment_number as u32;
-        let found = chunks::find_stream(bytes, h, hash, |offset| {
-            Ok(frame_at(&self.segments, Location::new(segment, offset))?.1 == stream.as_bytes())
-        })?;
-        match found {
-            Some((i, e)) if e.last_position == position => {
+        // `position` is the stream's own event (the memtable took it from the stream's tail), so the entry whose
+        // newest event it is must be the stream's: no frame is read to compare names.
+        match chunks::find_entry(bytes, h, hash, position)? {
+            Some((i, e)) => {
                 let mut own = Vec::with_capacity(e.count as usize);
                 chunks::locations(bytes, h, &e, 0, &mut own);
                 let mut recent = Vec::with_capacity(e.recent_count as usize);
@@ -821,16 +819,23 @@ impl StreamIndex {
                 last_segment: at.segment(),
                 last_offset: at.offset(),
             };
-            self.apply_slot(log, name, slot)?;
+            self.apply_slot(log, name, slot, s.prev_position)?;
         }
         Ok(())
     }
 
     /// Sets the directory slot of `name` to `slot` unless it already records a later event. A slot of the stream
-    /// that disagrees with the frame it points at (torn by a power loss) is overwritten.
-    fn apply_slot(&mut self, log: &LogMap, name: &str, slot: Slot) -> Result<()> {
+    /// that disagrees with the frame it points at (torn by a power loss) is overwritten. `prev_position`: the
+    /// stream's newest event before the memtable, or [`NO_CHUNK`].
+    fn apply_slot(&mut self, log: &LogMap, name: &str, slot: Slot, prev_position: u64) -> Result<()> {
         let mut consistent = true;
         let found = self.directory.find(slot.hash, |s| {
+            if prev_position != NO_CHUNK && s.last_position == prev_position {
+                // The slot names the stream's own previous event (a position names one event), as the lookup
+                // that found it when the memtable took the stream had checked against its frame: no frame read.
+                consistent = true;
+                return Ok(true);
+            }
             let Ok((f, n)) = frame_at(log.segments(), Location::new(s.last_segment, s.last_offset)) else {
                 return Ok(false);
             };
@@ -1146,7 +1151,8 @@ impl StreamIndex {
                 let name = std::str::from_utf8(&name).map_err(|_| {
                     Error::corrupt(&path, 0, "index file names an event whose stream name is not UTF-8")
                 })?;
-                ix.apply_slot(log, name, slot)?;
+                // After a crash a slot may be torn: check every slot against its frame here.
+                ix.apply_slot(log, name, slot, NO_CHUNK)?;
             }
             end = ch.end_position;
             at = Some((segment, ch.end_offset));
