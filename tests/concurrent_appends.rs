@@ -16,83 +16,86 @@ type Ack = (String, u64, u64, u64, Vec<Vec<u8>>);
 fn run(durability: Durability) {
     let dir = tempfile::tempdir().unwrap();
     let store = Options::new().durability(durability).segment_size(1 << 20).open(dir.path()).unwrap();
-    let barrier = Arc::new(Barrier::new(THREADS));
-    let handles: Vec<_> = (0..THREADS)
-        .map(|t| {
-            let store = store.clone();
-            let barrier = barrier.clone();
-            std::thread::spawn(move || {
-                barrier.wait();
-                let mut acks: Vec<Ack> = Vec::new();
-                let mut conflicts = 0u64;
-                for i in 0..APPENDS_PER_THREAD {
-                    let payload = format!("t{t}-i{i}").into_bytes();
-                    match i % 3 {
-                        // A stream of its own, with exact versions.
-                        0 => {
-                            let stream = format!("own-{t}");
-                            let expected = match store.stream_version(&stream) {
-                                Some(v) => ExpectedVersion::Exact(v),
-                                None => ExpectedVersion::NoStream,
-                            };
-                            let r = store.append(&stream, expected, &[NewEvent::new("Own", payload.clone())]).unwrap();
-                            acks.push((stream, r.first_version, r.last_version, r.position.as_u64(), vec![payload]));
-                        }
-                        // A shared stream, optimistic: conflicts are expected and retried.
-                        1 => loop {
-                            let expected = match store.stream_version("shared") {
-                                Some(v) => ExpectedVersion::Exact(v),
-                                None => ExpectedVersion::NoStream,
-                            };
-                            match store.append("shared", expected, &[NewEvent::new("Shared", payload.clone())]) {
-                                Ok(r) => {
-                                    acks.push((
-                                        "shared".into(),
-                                        r.first_version,
-                                        r.last_version,
-                                        r.position.as_u64(),
-                                        vec![payload],
-                                    ));
-                                    break;
-                                }
-                                Err(Error::WrongExpectedVersion { .. }) => conflicts += 1,
-                                Err(e) => panic!("unexpected error {e}"),
-                            }
-                        },
-                        // An atomic pair across a shared stream and its own stream.
-                        _ => {
-                            let a = [NewEvent::new("PairA", payload.clone()), NewEvent::new("PairA", payload.clone())];
-                            let b = [NewEvent::new("PairB", payload.clone())];
-                            let own = format!("pair-{t}");
-                            let rs = store
-                                .append_many(&[
-                                    StreamAppend::new("pairs", ExpectedVersion::Any, &a),
-                                    StreamAppend::new(&own, ExpectedVersion::Any, &b),
-                                ])
-                                .unwrap();
-                            assert_eq!(
-                                rs[0].position.as_u64() + 1,
-                                rs[1].position.as_u64(),
-                                "one append, consecutive positions"
-                            );
+    let (acks, conflicts) = on_threads(&store, |store, t| {
+        let mut acks: Vec<Ack> = Vec::new();
+        let mut conflicts = 0u64;
+        for i in 0..APPENDS_PER_THREAD {
+            let payload = format!("t{t}-i{i}").into_bytes();
+            match i % 3 {
+                // A stream of its own, with exact versions.
+                0 => {
+                    let stream = format!("own-{t}");
+                    let expected = match store.stream_version(&stream) {
+                        Some(v) => ExpectedVersion::Exact(v),
+                        None => ExpectedVersion::NoStream,
+                    };
+                    let r = store.append(&stream, expected, &[NewEvent::new("Own", payload.clone())]).unwrap();
+                    acks.push((stream, r.first_version, r.last_version, r.position.as_u64(), vec![payload]));
+                }
+                // A shared stream, optimistic: conflicts are expected and retried.
+                1 => loop {
+                    let expected = match store.stream_version("shared") {
+                        Some(v) => ExpectedVersion::Exact(v),
+                        None => ExpectedVersion::NoStream,
+                    };
+                    match store.append("shared", expected, &[NewEvent::new("Shared", payload.clone())]) {
+                        Ok(r) => {
                             acks.push((
-                                "pairs".into(),
-                                rs[0].first_version,
-                                rs[0].last_version,
-                                rs[0].position.as_u64(),
-                                vec![payload.clone(), payload.clone()],
-                            ));
-                            acks.push((
-                                own,
-                                rs[1].first_version,
-                                rs[1].last_version,
-                                rs[1].position.as_u64(),
+                                "shared".into(),
+                                r.first_version,
+                                r.last_version,
+                                r.position.as_u64(),
                                 vec![payload],
                             ));
+                            break;
                         }
+                        Err(Error::WrongExpectedVersion { .. }) => conflicts += 1,
+                        Err(e) => panic!("unexpected error {e}"),
                     }
+                },
+                // An atomic pair across a shared stream and its own stream.
+                _ => {
+                    let a = [NewEvent::new("PairA", payload.clone()), NewEvent::new("PairA", payload.clone())];
+                    let b = [NewEvent::new("PairB", payload.clone())];
+                    let own = format!("pair-{t}");
+                    let rs = store
+                        .append_many(&[
+                            StreamAppend::new("pairs", ExpectedVersion::Any, &a),
+                            StreamAppend::new(&own, ExpectedVersion::Any, &b),
+                        ])
+                        .unwrap();
+                    assert_eq!(
+                        rs[0].position.as_u64() + 1,
+                        rs[1].position.as_u64(),
+                        "one append, consecutive positions"
+                    );
+                    acks.push((
+                        "pairs".into(),
+                        rs[0].first_version,
+                        rs[0].last_version,
+                        rs[0].position.as_u64(),
+                        vec![payload.clone(), payload.clone()],
+                    ));
+                    acks.push((own, rs[1].first_version, rs[1].last_version, rs[1].position.as_u64(), vec![payload]));
                 }
-                (acks, conflicts)
+            }
+        }
+        (acks, conflicts)
+    });
+    println!("{durability:?}: {} acknowledged appends, {conflicts} conflicts retried", acks.len());
+    check_and_reopen(store, dir.path(), &acks);
+}
+
+/// Runs `work(store, t)` on `THREADS` threads started together; returns every thread's acknowledgements and
+/// the conflicts they retried.
+fn on_threads(store: &Store, work: fn(&Store, u64) -> (Vec<Ack>, u64)) -> (Vec<Ack>, u64) {
+    let barrier = Arc::new(Barrier::new(THREADS));
+    let handles: Vec<_> = (0..THREADS as u64)
+        .map(|t| {
+            let (store, barrier) = (store.clone(), barrier.clone());
+            std::thread::spawn(move || {
+                barrier.wait();
+                work(&store, t)
             })
         })
         .collect();
@@ -103,11 +106,15 @@ fn run(durability: Durability) {
         acks.extend(a);
         conflicts += c;
     }
-    println!("{durability:?}: {} acknowledged appends, {conflicts} conflicts retried", acks.len());
-    check(&store, &acks);
+    (acks, conflicts)
+}
+
+/// [`check`], then again after a reopen.
+fn check_and_reopen(store: Store, dir: &std::path::Path, acks: &[Ack]) {
+    check(&store, acks);
     drop(store);
-    let store = Store::open(dir.path()).unwrap();
-    check(&store, &acks);
+    let store = Store::open(dir).unwrap();
+    check(&store, acks);
 }
 
 fn check(store: &Store, acks: &[Ack]) {
@@ -212,61 +219,43 @@ fn exact_version_appends_stay_exact_while_the_index_checkpoints() {
         .index_checkpoint_bytes(4 << 10)
         .open(dir.path())
         .unwrap();
-    let barrier = Arc::new(Barrier::new(THREADS));
-    let handles: Vec<_> = (0..THREADS as u64)
-        .map(|t| {
-            let store = store.clone();
-            let barrier = barrier.clone();
-            std::thread::spawn(move || {
-                barrier.wait();
-                let mut acks: Vec<Ack> = Vec::new();
-                let mut conflicts = 0u64;
-                for i in 0..APPENDS {
-                    let stream = format!("hot-{}", (i * 7 + t * 13) % STREAMS);
-                    let payload = format!("t{t}-i{i}").into_bytes();
-                    loop {
-                        let expected = match store.stream_version(&stream) {
-                            Some(v) => ExpectedVersion::Exact(v),
-                            None => ExpectedVersion::NoStream,
-                        };
-                        match store.append(&stream, expected, &[NewEvent::new("Hot", payload.clone())]) {
-                            Ok(r) => {
-                                acks.push((
-                                    stream.clone(),
-                                    r.first_version,
-                                    r.last_version,
-                                    r.position.as_u64(),
-                                    vec![payload],
-                                ));
-                                break;
-                            }
-                            Err(Error::WrongExpectedVersion { actual, .. }) => {
-                                assert_ne!(
-                                    actual.map_or(ExpectedVersion::NoStream, ExpectedVersion::Exact),
-                                    expected,
-                                    "a conflict reports the version that conflicts"
-                                );
-                                conflicts += 1;
-                            }
-                            Err(e) => panic!("unexpected error {e}"),
-                        }
+    let (acks, conflicts) = on_threads(&store, |store, t| {
+        let mut acks: Vec<Ack> = Vec::new();
+        let mut conflicts = 0u64;
+        for i in 0..APPENDS {
+            let stream = format!("hot-{}", (i * 7 + t * 13) % STREAMS);
+            let payload = format!("t{t}-i{i}").into_bytes();
+            loop {
+                let expected = match store.stream_version(&stream) {
+                    Some(v) => ExpectedVersion::Exact(v),
+                    None => ExpectedVersion::NoStream,
+                };
+                match store.append(&stream, expected, &[NewEvent::new("Hot", payload.clone())]) {
+                    Ok(r) => {
+                        acks.push((
+                            stream.clone(),
+                            r.first_version,
+                            r.last_version,
+                            r.position.as_u64(),
+                            vec![payload],
+                        ));
+                        break;
                     }
+                    Err(Error::WrongExpectedVersion { actual, .. }) => {
+                        assert_ne!(
+                            actual.map_or(ExpectedVersion::NoStream, ExpectedVersion::Exact),
+                            expected,
+                            "a conflict reports the version that conflicts"
+                        );
+                        conflicts += 1;
+                    }
+                    Err(e) => panic!("unexpected error {e}"),
                 }
-                (acks, conflicts)
-            })
-        })
-        .collect();
-    let mut acks = Vec::new();
-    let mut conflicts = 0;
-    for h in handles {
-        let (a, c) = h.join().unwrap();
-        acks.extend(a);
-        conflicts += c;
-    }
+            }
+        }
+        (acks, conflicts)
+    });
     println!("{} acknowledged appends, {conflicts} conflicts retried", acks.len());
     assert!(store.stats().index_chunks > 10, "the index checkpointed while the appends ran");
-    check(&store, &acks);
-    drop(store);
-    let store = Store::open(dir.path()).unwrap();
-    check(&store, &acks);
+    check_and_reopen(store, dir.path(), &acks);
 }
