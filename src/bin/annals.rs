@@ -292,8 +292,8 @@ fn durable_appends(dir: &Path, threads: usize, n: u64, streams: u64) -> annals::
     let store = Options::new().durability(Durability::Sync).open(dir)?;
     let streams = Arc::new(names);
     let count = streams.len() as u64;
-    let barrier = Arc::new(Barrier::new(threads));
-    let started = Instant::now();
+    // The clock starts when every thread has made its events and waits at the barrier (as in `bench/`).
+    let barrier = Arc::new(Barrier::new(threads + 1));
     let handles: Vec<_> = (0..threads)
         .map(|t| {
             let (store, streams, barrier) = (store.clone(), streams.clone(), barrier.clone());
@@ -311,6 +311,8 @@ fn durable_appends(dir: &Path, threads: usize, n: u64, streams: u64) -> annals::
             })
         })
         .collect();
+    barrier.wait();
+    let started = Instant::now();
     let mut all = histogram();
     for h in handles {
         all.add(h.join().expect("a bench thread panicked")?).expect("same bounds");
