@@ -369,11 +369,17 @@ impl BuildView {
             let mut streams = Vec::with_capacity(entries.len());
             let mut offsets = Vec::with_capacity(count);
             let mut recent_all: Vec<u64> = Vec::new();
+            // Only a chunk of a later segment of this memtable links to the entries built here.
+            let more_segments = k + 1 < m.segment_ends.len();
             for (i, mut p) in entries.into_iter().enumerate() {
                 p.entry.events_at = offsets.len() as u32;
                 offsets.extend(p.own.iter().map(|l| l.offset()));
                 p.entry.recent_at = recent_all.len() as u32;
                 recent_all.extend(p.recent.iter().map(|l| (u64::from(l.segment()) << 32) | u64::from(l.offset())));
+                if !more_segments {
+                    streams.push(p.entry);
+                    continue;
+                }
                 built.insert(
                     p.name,
                     PrevEntry {
