@@ -28,7 +28,7 @@ use crate::event::{AppendResult, ExpectedVersion, NewEvent, Position, RecordedEv
 use crate::format::store_file::{self, StoreFile, StoreFileError};
 use crate::format::{frame, segment_header, FORMAT_VERSION};
 use crate::fs::{self, FileSystem, LockGuard};
-use crate::index::{DirectoryHint, PushError, PushedFrame, StreamIndex};
+use crate::index::{DirectoryHint, PrevEvent, PushError, PushedFrame, StreamIndex};
 use crate::indexer::Indexer;
 use crate::limits;
 use crate::log::commit::Commit;
@@ -468,27 +468,22 @@ impl Store {
             let mut position = written.first_position;
             for (part, prev) in planned.iter().zip(&planned_prev) {
                 let State { log, index } = &mut *state;
-                let (first_position, first_offset) = (position, offset);
-                let frame_bytes = |e: &NewEvent| {
-                    frame::event_frame_bytes(
+                let first_position = position;
+                let frames = part.events.iter().map(|e| {
+                    let bytes = frame::event_frame_bytes(
                         part.stream.len(),
                         e.event_type().len(),
                         e.metadata().len(),
                         e.payload().len(),
-                    ) as u32
-                };
-                for e in part.events {
+                    ) as u32;
                     log.note_event(segment, position, offset);
-                    offset += frame_bytes(e);
+                    let frame = PushedFrame { id: *e.id().as_bytes(), location: Location::new(segment, offset), bytes };
+                    offset += bytes;
                     position += 1;
-                }
-                let mut at = first_offset;
-                let frames = part.events.iter().map(|e| {
-                    let (location, bytes) = (Location::new(segment, at), frame_bytes(e));
-                    at += bytes;
-                    PushedFrame { id: *e.id().as_bytes(), location, bytes }
+                    frame
                 });
-                let pushed = index.push(log, part.stream, part.first_version, first_position, Some(*prev), frames);
+                let pushed =
+                    index.push(part.stream, part.first_version, first_position, PrevEvent::Known(*prev), frames);
                 if let Err(e) = pushed {
                     // The checks above read the same index under the writer lock: only damage found since (by
                     // another lookup) can get here. Nothing more may be written.
@@ -1233,14 +1228,16 @@ fn recover(fs: &Arc<dyn FileSystem>, dir: &Path, names: &[String], options: &Opt
                 let location = Location::new(i as u32, ev.offset as u32);
                 log.note_event(i as u32, ev.frame.position, ev.offset as u32);
                 let frame = PushedFrame { id: ev.frame.id, location, bytes: ev.frame.frame_bytes };
-                index.push(log, ev.stream, ev.frame.version, ev.frame.position, None, [frame]).map_err(|e| match e {
-                    PushError::Gap { expected, found } => Error::corrupt(
-                        &path,
-                        ev.offset,
-                        format!("stream {:?} has version {found}, expected {expected}", ev.stream),
-                    ),
-                    PushError::Corrupt(e) => e,
-                })
+                index.push(ev.stream, ev.frame.version, ev.frame.position, PrevEvent::LookUp(log), [frame]).map_err(
+                    |e| match e {
+                        PushError::Gap { expected, found } => Error::corrupt(
+                            &path,
+                            ev.offset,
+                            format!("stream {:?} has version {found}, expected {expected}", ev.stream),
+                        ),
+                        PushError::Corrupt(e) => e,
+                    },
+                )
             })?
         };
         next_position = scan.next_position;
