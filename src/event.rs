@@ -10,7 +10,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use uuid::Uuid;
 
-use crate::format::frame::{EventHeader, Frame};
+use crate::format::frame::EventHeader;
 use crate::log::segment::Segment;
 
 /// An event's place in the global order of the store: the first event ever committed has position 0, the
@@ -204,10 +204,11 @@ pub struct RecordedEvent {
 }
 
 impl RecordedEvent {
-    /// Wraps the event frame at `offset`, whose checksum, bounds and UTF-8 names the caller has verified.
+    /// Wraps the event frame of `frame_bytes` at `offset`, whose checksum, bounds and UTF-8 names the caller has
+    /// verified.
     #[inline]
-    pub(crate) fn new(segment: Arc<Segment>, offset: usize, frame: &Frame) -> RecordedEvent {
-        debug_assert!(offset + frame.frame_bytes as usize <= segment.bytes().len());
+    pub(crate) fn new(segment: Arc<Segment>, offset: usize, frame_bytes: usize) -> RecordedEvent {
+        debug_assert!(offset + frame_bytes <= segment.bytes().len());
         RecordedEvent { segment, offset }
     }
 

@@ -885,8 +885,8 @@ impl ReadStream {
             return Err(Error::corrupt(self.shared.dir(), 0, format!("index names missing segment {}", at.segment())));
         };
         let offset = at.offset() as usize;
-        let f = segment.event_at(offset)?;
-        let event = RecordedEvent::new(segment.clone(), offset, &f);
+        let (_, len) = segment.verified_event(offset)?;
+        let event = RecordedEvent::new(segment.clone(), offset, len);
         if event.stream() != &*self.stream || event.version() != self.version {
             return Err(Error::corrupt(
                 segment.path(),

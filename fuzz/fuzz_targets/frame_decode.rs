@@ -1,5 +1,7 @@
 //! Frame decoding from arbitrary bytes: never panics, never reads out of bounds; a frame that decodes
-//! re-encodes to exactly the same bytes; the index's peek at an event frame agrees with its full decode.
+//! re-encodes to exactly the same bytes; the index's peek at an event frame agrees with its full decode; the
+//! readers' verification of an event frame accepts exactly what the full decode accepts as an event with UTF-8
+//! names.
 #![no_main]
 
 use annals::format::frame::{self, EventFields, FrameKind};
@@ -20,7 +22,17 @@ fuzz_target!(|data: &[u8]| {
             assert_eq!(name, &bytes[f.stream_at()..f.type_at()]);
         }
     }
-    let Ok(f) = frame::decode(bytes, salt) else { return };
+    let verified = frame::verify_event(bytes, &frame::FrameHasher::new(salt));
+    let decoded = frame::decode(bytes, salt);
+    let reader_accepts = decoded.as_ref().is_ok_and(|f| {
+        let (stream, event_type) = bytes[f.stream_at()..f.metadata_at()].split_at(f.stream_bytes as usize);
+        f.kind == FrameKind::Event && std::str::from_utf8(stream).is_ok() && std::str::from_utf8(event_type).is_ok()
+    });
+    assert_eq!(verified.is_ok(), reader_accepts, "the readers' verification disagrees with the full decode");
+    if let (Ok((header, len)), Ok(f)) = (verified, &decoded) {
+        assert_eq!((len, header.position(), header.version()), (f.frame_bytes as usize, f.position, f.version));
+    }
+    let Ok(f) = decoded else { return };
     let whole = &bytes[..f.frame_bytes as usize];
     let mut again = Vec::new();
     match f.kind {

@@ -166,6 +166,22 @@ fn scaled(n: u64, scale: f64) -> u64 {
     ((n as f64 * scale).round() as u64).max(1)
 }
 
+/// W7's loop: every event from the start, every payload read. Returns (events, payload bytes). Not inlined, so
+/// that a profiler can select it (`valgrind --tool=callgrind --toggle-collect='annals::scan_all'`).
+#[inline(never)]
+fn scan_all(store: &Store) -> annals::Result<(u64, u64)> {
+    let (mut events, mut bytes, mut sum) = (0u64, 0u64, 0u64);
+    for e in store.read_all(Position::START) {
+        let e = e?;
+        let p = e.payload();
+        sum = sum.wrapping_add(touch(p));
+        bytes += p.len() as u64;
+        events += 1;
+    }
+    std::hint::black_box(sum);
+    Ok((events, bytes))
+}
+
 /// Reads every byte of a payload (a wrapping sum of its 8-byte words, then the bytes left), the same work per
 /// event as the peer comparison in `bench/` does, so the figures of both tools compare.
 #[inline]
@@ -248,16 +264,8 @@ fn run_workload(w: &str, dir: &Path, scale: f64, streams: u64) -> annals::Result
         "W7" => {
             let (store, _) = preload(dir, scale)?;
             let started = Instant::now();
-            let (mut events, mut bytes, mut sum) = (0u64, 0u64, 0u64);
-            for e in store.read_all(Position::START) {
-                let e = e?;
-                let p = e.payload();
-                sum = sum.wrapping_add(touch(p));
-                bytes += p.len() as u64;
-                events += 1;
-            }
+            let (events, bytes) = scan_all(&store)?;
             let secs = started.elapsed().as_secs_f64();
-            std::hint::black_box(sum);
             Ok(vec![("events_per_s", events as f64 / secs), ("payload_gb_per_s", bytes as f64 / secs / 1e9)])
         }
         "W8" => {

@@ -369,6 +369,83 @@ pub fn decode_with(bytes: &[u8], hasher: &FrameHasher) -> Result<Frame, FrameErr
     Ok(frame)
 }
 
+/// Whether the frame at the start of `bytes` says it is an event: its kind byte only, nothing else is checked.
+/// The read paths ask this before [`verify_event`], which refuses every other kind.
+#[inline]
+pub fn says_event(bytes: &[u8]) -> bool {
+    bytes.get(KIND_AT) == Some(&(FrameKind::Event as u8))
+}
+
+/// Verifies the event frame at the start of `bytes` for a reader and returns its header, read in place, and
+/// its length. It checks what [`decode_with`] checks of an event (every length against the others and against
+/// `bytes`, reserved and padding bytes zero, position below batch end, the checksum) and also that the stream
+/// name and event type are UTF-8; a frame of another kind is refused.
+///
+/// The read paths call this once per event, so it copies nothing and folds the header's checks into one test.
+#[inline]
+pub fn verify_event<'a>(bytes: &'a [u8], hasher: &FrameHasher) -> Result<(EventHeader<'a>, usize), FrameError> {
+    let Some(header) = bytes.first_chunk::<HEADER_BYTES>() else { return Err(FrameError::Truncated) };
+    let len = read_u32(header, LEN_AT) as usize;
+    if len > bytes.len() {
+        return Err(FrameError::Truncated);
+    }
+    let (stream, event_type) = (header[STREAM_LEN_AT] as usize, header[TYPE_LEN_AT] as usize);
+    let (metadata, payload) = (read_u32(header, METADATA_LEN_AT) as usize, read_u32(header, PAYLOAD_LEN_AT) as usize);
+    // Bitwise `|`, not `||`: every test is cheap and none guards another, so one branch serves them all. The
+    // body limit comes first in meaning: it bounds the sum below, which cannot overflow with it in place.
+    let bad = (header[KIND_AT] != FrameKind::Event as u8)
+        | (header[TYPE_LEN_AT + 1] != 0)
+        | (read_u32(header, PAYLOAD_LEN_AT + 4) != 0)
+        | (stream == 0)
+        | (event_type == 0)
+        | (metadata + payload > limits::EVENT_BODY_BYTES_MAX)
+        | (read_u64(header, POSITION_AT) >= read_u64(header, BATCH_END_AT));
+    if bad || event_frame_bytes(stream, event_type, metadata, payload) != len {
+        // The slow path says which test failed.
+        return Err(decode_unverified(bytes).err().unwrap_or(FrameError::BadLayout("not an event frame")));
+    }
+    // `len` is a multiple of 16 of at least HEADER_BYTES: it equals the aligned size computed from the lengths.
+    let frame = &bytes[..len];
+    let names_end = HEADER_BYTES + stream + event_type + metadata;
+    if !zero_from(frame, names_end) || !zero_from(frame, align_up(names_end) + payload) {
+        return Err(FrameError::BadLayout("padding bytes not zero"));
+    }
+    if hasher.checksum(frame) != read_u32(frame, CHECKSUM_AT) {
+        return Err(FrameError::BadChecksum);
+    }
+    if !names_are_utf8(frame, stream, event_type) {
+        return Err(FrameError::BadLayout("stream name or event type is not UTF-8"));
+    }
+    Ok((EventHeader(header), len))
+}
+
+/// Whether the stream name (`stream` bytes from [`HEADER_BYTES`]) and the event type after it are UTF-8, in
+/// the event frame `frame`, whose lengths have been checked.
+#[inline]
+pub fn names_are_utf8(frame: &[u8], stream: usize, event_type: usize) -> bool {
+    // Names are almost always ASCII. The frame is whole 16-byte blocks from a 16-byte boundary, so the blocks
+    // that hold the names can be read whole, the bytes past the names masked off: one OR per block.
+    let end = HEADER_BYTES + stream + event_type;
+    let block_at = |at: usize| u128::from_le_bytes(*frame[at..].first_chunk::<16>().expect("whole 16-byte blocks"));
+    let mut high_bits = 0u128;
+    let mut at = HEADER_BYTES;
+    while at + 16 <= end {
+        high_bits |= block_at(at);
+        at += 16;
+    }
+    if at < end {
+        high_bits |= block_at(at) & (u128::MAX >> (8 * (16 - (end - at))));
+    }
+    high_bits & u128::from_le_bytes([0x80; 16]) == 0 || names_are_utf8_slow(&frame[HEADER_BYTES..end], stream)
+}
+
+/// [`names_are_utf8`] for names with a byte outside ASCII.
+#[cold]
+fn names_are_utf8_slow(names: &[u8], stream: usize) -> bool {
+    let (stream, event_type) = names.split_at(stream);
+    std::str::from_utf8(stream).is_ok() && std::str::from_utf8(event_type).is_ok()
+}
+
 /// What [`peek_event`] reads of an event frame.
 #[derive(Debug, Clone, Copy)]
 pub struct EventPeek {
@@ -489,7 +566,7 @@ pub fn decode_unverified(bytes: &[u8]) -> Result<Frame, FrameError> {
 
 /// Whether the bytes of `frame` from `at` up to the next 16-byte boundary (alignment padding) are all zero.
 /// `frame` starts at a 16-byte boundary, is a multiple of 16 long, and `at` is at least 16 and within it.
-#[inline]
+#[inline(always)]
 fn zero_from(frame: &[u8], at: usize) -> bool {
     let skip = at % super::FRAME_ALIGN_BYTES;
     if skip == 0 {
@@ -583,6 +660,68 @@ mod tests {
             metadata,
             payload,
         }
+    }
+
+    /// What [`verify_event`] must answer: [`decode`] accepts the frame, it is an event, and its names are UTF-8.
+    fn reader_accepts(bytes: &[u8], salt: u64) -> bool {
+        decode(bytes, salt).is_ok_and(|f| {
+            let names = &bytes[f.stream_at()..f.metadata_at()];
+            let (stream, event_type) = names.split_at(f.stream_bytes as usize);
+            f.kind == FrameKind::Event && std::str::from_utf8(stream).is_ok() && std::str::from_utf8(event_type).is_ok()
+        })
+    }
+
+    #[test]
+    fn the_readers_verification_agrees_with_the_full_decode() {
+        // Names of every length around the 16-byte blocks that the ASCII test reads whole, ASCII or not, valid
+        // UTF-8 or not; then every header byte set to values that break one check each, resealed so that the
+        // layout checks are what decides. Each case must get the same verdict from both paths.
+        let mut names: Vec<Vec<u8>> = (1..=40).map(|n| vec![b'a'; n]).collect();
+        names.extend([
+            "é".as_bytes().to_vec(),
+            "ǅstreäm-ü".as_bytes().to_vec(),
+            [vec![b'a'; 15], "é".as_bytes().to_vec()].concat(),
+            vec![0xff],
+            [vec![b'a'; 16], vec![0xc3]].concat(),
+            vec![b'a'; 255],
+        ]);
+        let mut cases = 0;
+        for stream in &names {
+            for event_type in [&b"E"[..], "Überwiesen".as_bytes(), &[b'b', 0x80][..]] {
+                let mut out = Vec::new();
+                let mut f = fields(b"payload-bytes", b"m\xc3");
+                f.stream = stream;
+                f.event_type = event_type;
+                encode_event(&mut out, 9, &f);
+                out.extend_from_slice(&[0; 64]); // more bytes after the frame, as in a segment
+                let mut check = |bytes: &[u8]| {
+                    let verified = verify_event(bytes, &FrameHasher::new(9));
+                    assert_eq!(verified.is_ok(), reader_accepts(bytes, 9), "{:?}", &bytes[..HEADER_BYTES]);
+                    if let Ok((header, len)) = verified {
+                        let whole = decode(bytes, 9).unwrap();
+                        assert_eq!(
+                            (len, header.position(), header.version()),
+                            (whole.frame_bytes as usize, whole.position, whole.version)
+                        );
+                    }
+                    cases += 1;
+                };
+                check(&out);
+                for at in LEN_AT..HEADER_BYTES {
+                    for value in [0u8, 1, 2, 3, 0x10, 0x7f, 0xff] {
+                        let mut bad = out.clone();
+                        bad[at] = value;
+                        let sealed = (read_u32(&bad, LEN_AT) as usize).clamp(HEADER_BYTES, bad.len());
+                        let sum = checksum_of(&bad[..sealed], 9);
+                        bad[CHECKSUM_AT..CHECKSUM_AT + 4].copy_from_slice(&sum.to_le_bytes());
+                        check(&bad);
+                    }
+                }
+                check(&out[..HEADER_BYTES - 1]);
+                check(&out[..read_u32(&out, LEN_AT) as usize - 16]);
+            }
+        }
+        assert!(cases > 10_000, "{cases} cases");
     }
 
     #[test]

@@ -116,23 +116,28 @@ impl ReadAll {
         }
         loop {
             let Some(segment) = self.segment.as_ref() else { unreachable!("set above") };
+            if segment.says_event(self.offset) {
+                let (header, len) = segment.verified_event(self.offset)?;
+                let position = header.position();
+                if position < self.position {
+                    self.offset += len;
+                    continue;
+                }
+                if position != self.position {
+                    return Err(Error::corrupt(
+                        segment.path(),
+                        self.offset as u64,
+                        format!("event frame has position {position}, expected {}", self.position),
+                    ));
+                }
+                let event = RecordedEvent::new(segment.clone(), self.offset, len);
+                self.offset += len;
+                self.position += 1;
+                return Ok(event);
+            }
             let f = segment.frame_at(self.offset)?;
             match f.kind {
-                FrameKind::Event if f.position < self.position => self.offset += f.frame_bytes as usize,
-                FrameKind::Event => {
-                    if f.position != self.position {
-                        return Err(Error::corrupt(
-                            segment.path(),
-                            self.offset as u64,
-                            format!("event frame has position {}, expected {}", f.position, self.position),
-                        ));
-                    }
-                    segment.check_event(self.offset, &f)?;
-                    let event = RecordedEvent::new(segment.clone(), self.offset, &f);
-                    self.offset += f.frame_bytes as usize;
-                    self.position += 1;
-                    return Ok(event);
-                }
+                FrameKind::Event => unreachable!("an event frame takes the branch above"),
                 FrameKind::CloseMarker => self.offset += f.frame_bytes as usize,
                 FrameKind::Footer => {
                     let next = u32::try_from(segment.number() + 1).unwrap_or(u32::MAX);

@@ -15,7 +15,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::format::frame::{self, Frame, FrameKind};
+use crate::format::frame::{self, EventHeader, Frame, FrameKind};
 use crate::format::segment_header::{self, SegmentHeader};
 use crate::fs::{FileHandle, FileSystem, Mapping, OpenMode};
 use crate::limits::SEGMENT_FILL_CHUNK_BYTES;
@@ -282,7 +282,6 @@ impl Segment {
 
     /// Checks that a verified frame is an event whose stream name and type are UTF-8.
     pub fn check_event(&self, offset: usize, frame: &Frame) -> Result<()> {
-        let bytes = self.bytes();
         if frame.kind != FrameKind::Event {
             return Err(Error::corrupt(
                 &self.path,
@@ -290,13 +289,25 @@ impl Segment {
                 format!("expected an event frame, found {:?}", frame.kind),
             ));
         }
-        let names = &bytes[offset + frame.stream_at()..offset + frame.metadata_at()];
-        // Names are almost always ASCII: one vectorised check covers both; otherwise validate each.
-        let (stream, event_type) = names.split_at(frame.stream_bytes as usize);
-        if !names.is_ascii() && (std::str::from_utf8(stream).is_err() || std::str::from_utf8(event_type).is_err()) {
+        let bytes = &self.bytes()[offset..offset + frame.frame_bytes as usize];
+        if !frame::names_are_utf8(bytes, frame.stream_bytes as usize, frame.type_bytes as usize) {
             return Err(Error::corrupt(&self.path, offset as u64, "stream name or event type is not UTF-8"));
         }
         Ok(())
+    }
+
+    /// Whether the frame at `offset` says it is an event (its kind byte; nothing is verified).
+    #[inline]
+    pub fn says_event(&self, offset: usize) -> bool {
+        frame::says_event(self.bytes().get(offset..).unwrap_or_default())
+    }
+
+    /// Verifies the event frame at `offset` for a reader ([`frame::verify_event`]: checksum, bounds, UTF-8
+    /// names) and returns its header, read in place, and its length in bytes.
+    #[inline]
+    pub fn verified_event(&self, offset: usize) -> Result<(EventHeader<'_>, usize)> {
+        let bytes = self.bytes().get(offset..).unwrap_or_default();
+        frame::verify_event(bytes, &self.hasher).map_err(|e| self.corrupt_at(offset, e))
     }
 }
 
