@@ -458,3 +458,77 @@ fn an_empty_segment_left_by_a_failed_roll_is_removed_at_open() {
         }
     }
 }
+
+/// One appender's sync is held in the file system while eight more append and wait for a sync, then the held
+/// sync succeeds or fails. Success: every appender returns, the first covered by the held sync, the others by
+/// the next one, which one of them leads (the leader picks it) and whose leader releases the rest. Failure:
+/// every one of them returns `Error::Io` (the leader's sync failed, so the store is poisoned), none hangs, and
+/// nothing unacknowledged is acknowledged.
+#[test]
+fn a_held_sync_releases_every_appender_waiting_behind_it() {
+    use annals::{ExpectedVersion, NewEvent};
+    const WAITING: usize = 8;
+    for fail in [false, true] {
+        let sim = new_sim();
+        let store = options(&sim, Durability::Sync).open(dir()).unwrap();
+        store.append("first", ExpectedVersion::NoStream, &[NewEvent::new("E", "0")]).unwrap();
+        sim.hold_op(Op::SyncData, ".seg");
+        if fail {
+            sim.fail(Fault::persistent(Op::SyncData, 0, Errno::Eio).on_paths(".seg"));
+        }
+        // Results come back on a channel, so that an appender that is never woken fails the test (after a
+        // minute) instead of hanging it.
+        let (done, results) = std::sync::mpsc::channel();
+        let append = |store: annals::Store, i: usize, stream: String| {
+            let done = done.clone();
+            std::thread::spawn(move || {
+                let r = store.append(&stream, ExpectedVersion::NoStream, &[NewEvent::new("E", "1")]);
+                drop(store); // before reporting: the reopen below needs every handle gone
+                done.send((i, r)).expect("the test waits for every appender");
+            })
+        };
+        append(store.clone(), 0, "leader".into());
+        while sim.held() == 0 {
+            std::thread::yield_now();
+        }
+        let writes = sim.ops_of(Op::Write);
+        for i in 1..=WAITING {
+            append(store.clone(), i, format!("waiting-{i}"));
+        }
+        // Each waiting append writes its frame, then finds a sync running and sleeps. (The test holds for any
+        // interleaving; waiting for the writes only makes it likely that all of them sleep before the release.)
+        for _ in 0..100_000 {
+            if sim.ops_of(Op::Write) >= writes + WAITING as u64 {
+                break;
+            }
+            std::thread::yield_now();
+        }
+        sim.release();
+        for _ in 0..=WAITING {
+            let (i, r) = results
+                .recv_timeout(std::time::Duration::from_secs(60))
+                .unwrap_or_else(|e| panic!("fail {fail}: an appender was never released ({e})"));
+            match (fail, &r) {
+                (false, Ok(r)) => assert_eq!(r.first_version, 0, "appender {i}"),
+                (true, Err(Error::Io(_))) => {}
+                _ => panic!("fail {fail}: appender {i} got {r:?}"),
+            }
+        }
+        let acknowledged = if fail { 1 } else { 2 + WAITING as u64 };
+        if fail {
+            assert!(matches!(
+                store.append("after", ExpectedVersion::Any, &[NewEvent::new("E", "2")]),
+                Err(Error::Poisoned)
+            ));
+        }
+        assert_eq!(store.read_all(Position::START).count() as u64, acknowledged, "fail {fail}: readers");
+        drop(store);
+        sim.clear_faults();
+        let store = options(&sim, Durability::Sync).open(dir()).unwrap();
+        let recovered = store.read_all(Position::START).count() as u64;
+        // After a failed sync the written appends may or may not be on disk (their outcome is unknown), but
+        // the acknowledged one is.
+        assert!(recovered >= acknowledged && recovered <= 2 + WAITING as u64, "fail {fail}: {recovered} recovered");
+        assert_eq!(store.stream_version("first"), Some(0), "fail {fail}");
+    }
+}

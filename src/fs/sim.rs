@@ -811,8 +811,8 @@ struct Gate {
 
 #[derive(Default)]
 struct GateState {
-    /// Operations on paths containing this wait.
-    closed_on: Option<String>,
+    /// Operations on paths containing this wait: all of them, or those of one kind.
+    closed_on: Option<(Option<Op>, String)>,
     /// Threads waiting at the gate now.
     waiting: usize,
 }
@@ -845,7 +845,7 @@ impl SimFs {
     /// Runs one counted operation: fails it if the machine is halted or a fault says so, and takes an armed
     /// crash image right after it.
     fn op<T>(&self, op: Op, path: &Path, f: impl FnOnce(&mut Inner) -> io::Result<T>) -> io::Result<T> {
-        self.pass_gate(path);
+        self.pass_gate(op, path);
         let mut g = self.lock();
         let r = match g.begin(op, path) {
             Ok(()) => f(&mut g),
@@ -857,7 +857,12 @@ impl SimFs {
 
     /// Makes every operation on a path containing `part` wait (before it does anything) until [`SimFs::release`].
     pub fn hold(&self, part: &str) {
-        self.gate.state.lock().unwrap_or_else(|e| e.into_inner()).closed_on = Some(part.to_owned());
+        self.gate.state.lock().unwrap_or_else(|e| e.into_inner()).closed_on = Some((None, part.to_owned()));
+    }
+
+    /// [`SimFs::hold`] for the operations of one kind only.
+    pub fn hold_op(&self, op: Op, part: &str) {
+        self.gate.state.lock().unwrap_or_else(|e| e.into_inner()).closed_on = Some((Some(op), part.to_owned()));
     }
 
     /// Lets the held operations go on.
@@ -871,10 +876,12 @@ impl SimFs {
         self.gate.state.lock().unwrap_or_else(|e| e.into_inner()).waiting
     }
 
-    fn pass_gate(&self, path: &Path) {
+    fn pass_gate(&self, op: Op, path: &Path) {
         let mut st = self.gate.state.lock().unwrap_or_else(|e| e.into_inner());
         let path = path.to_string_lossy();
-        let held = |st: &GateState| st.closed_on.as_ref().is_some_and(|p| path.contains(p.as_str()));
+        let held = |st: &GateState| {
+            st.closed_on.as_ref().is_some_and(|(kind, p)| kind.is_none_or(|k| k == op) && path.contains(p.as_str()))
+        };
         if held(&st) {
             st.waiting += 1;
             while held(&st) {
@@ -1162,6 +1169,7 @@ impl FileHandle for SimFile {
     }
 
     fn sync_data(&self) -> io::Result<()> {
+        self.fs.pass_gate(Op::SyncData, &self.path);
         let mut g = self.fs.lock();
         let r = g.begin(Op::SyncData, &self.path);
         // A failed sync still touches the data (SyncFailure), unless the machine is off.
