@@ -31,11 +31,11 @@ use crate::fs::{self, FileSystem, LockGuard};
 use crate::index::{DirectoryHint, PrevEvent, PushError, PushedFrame, StreamIndex};
 use crate::indexer::Indexer;
 use crate::limits;
-use crate::log::commit::Commit;
+use crate::log::commit::{Commit, Flusher};
 use crate::log::reader::{LogMap, ReadAll};
 use crate::log::recovery::{self, Stop};
 use crate::log::segment::{self, Segment};
-use crate::log::writer::{PlannedPart, WriteFailure, Writer};
+use crate::log::writer::{PlannedPart, Unflushed, WriteFailure, Writer};
 use crate::log::Location;
 use crate::options::{Durability, Options};
 use crate::subscription::{Subscription, SubscriptionOptions};
@@ -91,7 +91,8 @@ const INDEX_STALL_POLL: std::time::Duration = std::time::Duration::from_millis(1
 pub(crate) struct Shared {
     dir: PathBuf,
     durability: Durability,
-    writer: Mutex<Writer>,
+    /// Shared with the commit's flusher (`Sync` mode), which writes the appends the writer holds before a sync.
+    writer: Arc<Mutex<Writer>>,
     state: Arc<RwLock<State>>,
     commit: Arc<Commit>,
     indexer: Indexer,
@@ -194,7 +195,7 @@ impl Drop for Shared {
         if self.commit.is_poisoned() {
             return;
         }
-        if let Ok(w) = self.writer.get_mut() {
+        if let Ok(mut w) = self.writer.lock() {
             // Nothing can report an error from a drop; a failed close only means the next open does a little
             // more work to tell a torn tail from corruption. `close` syncs, so Buffered appends are durable.
             if w.close().is_ok() {
@@ -265,7 +266,17 @@ impl Store {
             options.durability == Durability::Buffered,
         )?;
         let buffered = options.durability == Durability::Buffered;
-        let commit = Arc::new(Commit::new(recovered.next_position, writer.tail_segment().cloned(), buffered));
+        let tail = writer.tail_segment().cloned();
+        let writer = Arc::new(Mutex::new(writer));
+        let flusher = (!buffered).then(|| {
+            let writer = writer.clone();
+            Box::new(move || {
+                let mut w = writer.lock().unwrap_or_else(|e| e.into_inner());
+                w.flush()?;
+                Ok((w.next_position(), w.tail_segment().cloned()))
+            }) as Flusher
+        });
+        let commit = Arc::new(Commit::new(recovered.next_position, tail, buffered, flusher));
         let interval = if buffered { options.sync_interval } else { None };
         let committer = {
             let commit = commit.clone();
@@ -276,7 +287,7 @@ impl Store {
         let shared = Shared {
             dir: dir.to_path_buf(),
             durability: options.durability,
-            writer: Mutex::new(writer),
+            writer,
             state,
             commit,
             indexer,
@@ -409,7 +420,7 @@ impl Store {
         {
             let state = shared.state();
             for (i, p) in parts.iter().enumerate() {
-                let d = match decide(&state, p, hints.get(i).copied().flatten()) {
+                let d = match decide(&state, writer.unflushed(), p, hints.get(i).copied().flatten()) {
                     Ok(d) => d,
                     Err(e) => {
                         // A conflict with events still waiting for their sync: answer only once they are
@@ -565,7 +576,15 @@ impl Store {
         let end = self.shared.head();
         let (locations, segments) = {
             let state = self.shared.state();
-            let locations = state.index.locations_from(&state.log, stream, from_version)?;
+            let mut locations = state.index.locations_from(&state.log, stream, from_version)?;
+            // The newest events may be written but not visible yet (waiting for their sync; their frames may not
+            // even be in the file): all of them are in a memtable, which knows their positions.
+            while let Some(last) = (locations.len() as u64).checked_sub(1) {
+                match state.index.memtable_position(stream, from_version + last) {
+                    Some(position) if position >= end => locations.truncate(last as usize),
+                    _ => break,
+                }
+            }
             // The segments the read visits, in order (locations are in position order): taken once here, so
             // the read takes no lock per segment and can prefetch frames ahead.
             let mut segments: Vec<Arc<Segment>> = Vec::new();
@@ -703,15 +722,12 @@ impl Store {
             return Some(version);
         }
         // The index also holds written events not yet visible (waiting for their sync): step back past them.
-        // Only the newest few events of a stream can be in that state; their frames were written by this
-        // process and are checked before their positions are trusted.
+        // Only the newest few events of a stream can be in that state, and all of them are in a memtable, with
+        // their positions (their frames may not be in the file yet: the writer holds them until the sync).
         loop {
             version = version.checked_sub(1)?;
-            let at = state.index.location(&state.log, stream, version).ok()??;
-            let position = state.log.segment(at.segment()).and_then(|s| s.event_at(at.offset() as usize).ok());
-            match position {
-                Some(f) if f.position >= head => continue,
-                // Visible, or damaged (then reads report it): either way the index's word stands.
+            match state.index.memtable_position(stream, version) {
+                Some(position) if position >= head => continue,
                 _ => return Some(version),
             }
         }
@@ -1016,7 +1032,13 @@ fn validate_stream_name(stream: &str) -> Result<()> {
 
 /// Decides one part of an append: the optimistic-concurrency check and the idempotent-retry rules. `hint`: what
 /// the directory said of the stream before the writer lock was taken, if it did.
-fn decide(state: &State, part: &StreamAppend<'_>, hint: Option<DirectoryHint>) -> Result<Decision> {
+/// `unflushed`: the appends the writer holds that are not in the file yet (a retry's check reads them there).
+fn decide(
+    state: &State,
+    unflushed: Option<Unflushed<'_>>,
+    part: &StreamAppend<'_>,
+    hint: Option<DirectoryHint>,
+) -> Result<Decision> {
     let tail = state.index.tail_hinted(&state.log, part.stream, hint)?;
     let actual = tail.map(|t| t.version);
     let n = part.events.len() as u64;
@@ -1032,7 +1054,7 @@ fn decide(state: &State, part: &StreamAppend<'_>, hint: Option<DirectoryHint>) -
             if start == next_version {
                 return Ok(Decision::Write { first_version: start, prev });
             }
-            match retry_of(state, part, start)? {
+            match retry_of(state, unflushed, part, start)? {
                 Some(r) => Ok(Decision::Retry(r)),
                 None => Err(conflict()),
             }
@@ -1045,7 +1067,7 @@ fn decide(state: &State, part: &StreamAppend<'_>, hint: Option<DirectoryHint>) -
             // apart from a retry by that one id, without reading the log.
             let last_matches = tail.zip(part.events.last()).is_some_and(|(t, e)| t.id == *e.id().as_bytes());
             match next_version.checked_sub(n).filter(|_| last_matches) {
-                Some(start) => match retry_of(state, part, start)? {
+                Some(start) => match retry_of(state, unflushed, part, start)? {
                     Some(r) => Ok(Decision::Retry(r)),
                     None => Ok(Decision::Write { first_version: next_version, prev }),
                 },
@@ -1056,8 +1078,13 @@ fn decide(state: &State, part: &StreamAppend<'_>, hint: Option<DirectoryHint>) -
 }
 
 /// If the stream's events at versions `start..start + n` carry exactly the part's ids, in order, the result of
-/// the append that wrote them.
-fn retry_of(state: &State, part: &StreamAppend<'_>, start: u64) -> Result<Option<AppendResult>> {
+/// the append that wrote them. Frames the writer still holds (`unflushed`) are read from its buffer.
+fn retry_of(
+    state: &State,
+    unflushed: Option<Unflushed<'_>>,
+    part: &StreamAppend<'_>,
+    start: u64,
+) -> Result<Option<AppendResult>> {
     let frame_of = |version: u64, verify: bool| -> Result<Option<frame::Frame>> {
         let Some(at) = state.index.location(&state.log, part.stream, version)? else { return Ok(None) };
         let segment = state
@@ -1065,6 +1092,11 @@ fn retry_of(state: &State, part: &StreamAppend<'_>, start: u64) -> Result<Option
             .segment(at.segment())
             .ok_or_else(|| Error::corrupt(PathBuf::new(), 0, "index names a missing segment"))?;
         let offset = at.offset() as usize;
+        if let Some(bytes) = unflushed.and_then(|u| u.at(at.segment(), offset as u64)) {
+            // Encoded by this writer and not yet in the file: checked as a read of the file would be.
+            let f = if verify { frame::decode_with(bytes, segment.hasher()) } else { frame::decode_unverified(bytes) };
+            return f.map(Some).map_err(|e| Error::corrupt(segment.path(), offset as u64, e.to_string()));
+        }
         if verify {
             return segment.event_at(offset).map(Some);
         }

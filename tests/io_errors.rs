@@ -491,14 +491,15 @@ fn a_held_sync_releases_every_appender_waiting_behind_it() {
         while sim.held() == 0 {
             std::thread::yield_now();
         }
-        let writes = sim.ops_of(Op::Write);
+        let written = store.stats().index_memtable_events;
         for i in 1..=WAITING {
             append(store.clone(), i, format!("waiting-{i}"));
         }
-        // Each waiting append writes its frame, then finds a sync running and sleeps. (The test holds for any
-        // interleaving; waiting for the writes only makes it likely that all of them sleep before the release.)
+        // Each waiting append writes its event (the index counts it), then finds a sync running and sleeps.
+        // (The test holds for any interleaving; waiting for the writes only makes it likely that all of them
+        // sleep before the release.)
         for _ in 0..100_000 {
-            if sim.ops_of(Op::Write) >= writes + WAITING as u64 {
+            if store.stats().index_memtable_events >= written + WAITING as u64 {
                 break;
             }
             std::thread::yield_now();
@@ -530,5 +531,58 @@ fn a_held_sync_releases_every_appender_waiting_behind_it() {
         // the acknowledged one is.
         assert!(recovered >= acknowledged && recovered <= 2 + WAITING as u64, "fail {fail}: {recovered} recovered");
         assert_eq!(store.stream_version("first"), Some(0), "fail {fail}");
+    }
+}
+
+/// An idempotent retry of an append whose frames the writer still holds (written, not yet in the file: a sync is
+/// running, and the next one writes them first). The retry's check reads them from the writer, answers the
+/// original result once it is durable, and writes nothing; with `Exact` and with `Any`. Meanwhile readers see
+/// nothing of it (and nothing damaged: its frames are not in the file).
+#[test]
+fn a_retry_of_an_append_still_held_by_the_writer_is_recognised() {
+    use annals::{ExpectedVersion, NewEvent, Uuid};
+    for expected in [ExpectedVersion::NoStream, ExpectedVersion::Any] {
+        let sim = new_sim();
+        let store = options(&sim, Durability::Sync).open(dir()).unwrap();
+        store.append("first", ExpectedVersion::NoStream, &[NewEvent::new("E", "0")]).unwrap();
+        sim.hold_op(Op::SyncData, ".seg");
+        let leader = {
+            let store = store.clone();
+            std::thread::spawn(move || store.append("leader", ExpectedVersion::NoStream, &[NewEvent::new("E", "1")]))
+        };
+        while sim.held() == 0 {
+            std::thread::yield_now();
+        }
+        // Written while the leader's sync is held: the writer holds these frames until the next sync.
+        let events =
+            [NewEvent::new("E", "a").with_id(Uuid::from_u128(7)), NewEvent::new("E", "b").with_id(Uuid::from_u128(8))];
+        let original = {
+            let (store, events) = (store.clone(), events.clone());
+            std::thread::spawn(move || store.append("s", expected, &events))
+        };
+        let head = store.stats().index_memtable_events;
+        for _ in 0..100_000 {
+            if store.stats().index_memtable_events >= head + 2 {
+                break;
+            }
+            std::thread::yield_now();
+        }
+        // Not visible yet, and not in the file yet: readers see nothing of it, and nothing damaged.
+        assert_eq!(store.stream_version("s"), None, "{expected:?}");
+        assert_eq!(store.read_stream("s", 0).unwrap().count(), 0, "{expected:?}");
+        assert_eq!(store.read_all(Position::START).count(), 1, "{expected:?}");
+        let retry = {
+            let (store, events) = (store.clone(), events.clone());
+            std::thread::spawn(move || store.append("s", expected, &events))
+        };
+        sim.release();
+        leader.join().unwrap().unwrap();
+        let (original, retry) = (original.join().unwrap(), retry.join().unwrap());
+        let (original, retry) =
+            (original.unwrap(), retry.unwrap_or_else(|e| panic!("{expected:?}: the retry got {e:?}")));
+        assert_eq!(original, retry, "{expected:?}");
+        assert_eq!(store.stream_version("s"), Some(1), "{expected:?}: nothing written twice");
+        let ids: Vec<Uuid> = store.read_stream("s", 0).unwrap().map(|e| e.unwrap().id()).collect();
+        assert_eq!(ids, [Uuid::from_u128(7), Uuid::from_u128(8)], "{expected:?}");
     }
 }

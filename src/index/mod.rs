@@ -671,6 +671,19 @@ impl StreamIndex {
         Ok(self.locations_from(log, stream, version)?.first().copied())
     }
 
+    /// The position of `stream`'s event at `version` if a memtable holds it (every event not yet durable is
+    /// there).
+    pub fn memtable_position(&self, stream: &str, version: u64) -> Option<u64> {
+        for m in [Some(&self.active), self.frozen.as_deref()].into_iter().flatten() {
+            if let Some(s) = m.streams.get(stream) {
+                if version >= s.first_version {
+                    return s.events.get((version - s.first_version) as usize).map(|e| e.0);
+                }
+            }
+        }
+        None
+    }
+
     /// An offset at or before `position`'s frame in the segment holding it, from the chunk files.
     pub fn seek(&self, log: &LogMap, position: u64) -> Option<(u32, u32)> {
         let chunk = self.chunk_for(position)?;

@@ -58,7 +58,14 @@ pub struct Commit {
     /// Subscribers' wake-ups: every store of `head` is followed by a publication here, under the commit lock
     /// (so there is one producer at a time).
     notify: Ring,
+    /// Writes what the writer holds unwritten ([`crate::log::writer::Writer::flush`]) before a sync; `None`
+    /// when appends go straight to the page cache (`Buffered`).
+    flusher: Option<Flusher>,
 }
+
+/// Makes the page cache hold everything written so far (taking the writer lock), and says up to which position
+/// that is, and in which segment file. A leader calls it before its sync, holding no commit lock.
+pub type Flusher = Box<dyn Fn() -> io::Result<(u64, Option<Arc<Segment>>)> + Send + Sync>;
 
 struct CommitState {
     written: u64,
@@ -108,7 +115,12 @@ impl Parked {
 }
 
 impl Commit {
-    pub fn new(next_position: u64, file: Option<Arc<Segment>>, publish_on_write: bool) -> Commit {
+    pub fn new(
+        next_position: u64,
+        file: Option<Arc<Segment>>,
+        publish_on_write: bool,
+        flusher: Option<Flusher>,
+    ) -> Commit {
         Commit {
             state: Mutex::new(CommitState {
                 written: next_position,
@@ -139,6 +151,7 @@ impl Commit {
             wake_epoch: AtomicU32::new(0),
             publish_on_write,
             notify: Ring::new(),
+            flusher,
         }
     }
 
@@ -349,24 +362,30 @@ impl Commit {
             }
             st.leader_waiting = false;
         }
-        let target = st.written;
-        let file = st.file.clone();
+        let captured = (st.written, st.file.clone());
         let group = st.pending_appends;
         st.pending_appends = 0;
         drop(st);
 
         let started = Instant::now();
-        let result = match &file {
-            Some(f) if target > self.durable() => f.file().sync_data(),
-            _ => Ok(()),
-        };
+        // With a flusher, the sync covers what the flush wrote: at least what was captured, maybe a few appends
+        // more (they are counted in the next group), and never bytes that are not in the page cache yet.
+        let result = match &self.flusher {
+            Some(flush) => flush(),
+            None => Ok(captured),
+        }
+        .and_then(|(target, file)| match &file {
+            Some(f) if target > self.durable() => f.file().sync_data().map(|()| target),
+            _ => Ok(target),
+        });
         let took = started.elapsed();
 
         let mut st = self.lock();
         st.syncing = false;
         st.last_sync_end = Instant::now();
         match result {
-            Ok(()) => {
+            Ok(target) => {
+                debug_assert!(target <= st.written, "a sync covers only what has been written");
                 st.durable = st.durable.max(target);
                 self.durable.store(st.durable, Ordering::Release);
                 if !self.publish_on_write {

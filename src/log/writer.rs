@@ -123,13 +123,35 @@ pub struct Writer {
     preparer: Preparer,
     /// Whether preparation of the next segment was requested for the current tail.
     next_requested: bool,
-    /// How appends reach the page cache: stores into the shared mapping (no system call: `Buffered`), or one
-    /// `pwrite` of an encoded buffer (`Sync`: measured faster here when every append is followed by a sync, as
-    /// a store into a page that the last sync cleaned takes a write-protect fault and the sync must find and
-    /// clean mapped pages again).
+    /// How appends reach the page cache: stores into the shared mapping (no system call: `Buffered`), or
+    /// encoded into a buffer that [`Writer::flush`] writes with one `pwrite` (`Sync`: measured faster here when
+    /// every append is followed by a sync, as a store into a page that the last sync cleaned takes a
+    /// write-protect fault and the sync must find and clean mapped pages again).
     store_through_map: bool,
-    /// The encoding buffer of the `pwrite` path.
+    /// The `pwrite` path's appends not yet written to the file: the frames for the tail segment's bytes
+    /// `offset - unflushed..offset`, in `buf[..unflushed]`. Nothing reads them from the file before the sync
+    /// that makes them durable, and that sync's leader flushes first ([`Writer::flush`]); the one reader that
+    /// may look earlier (an idempotent retry's check, under the writer lock) reads them here
+    /// ([`Writer::unflushed`]). So a group of appends costs one `pwrite`, not one each under the writer lock.
     buf: Vec<u8>,
+    unflushed: usize,
+}
+
+/// The appends a [`Writer`] holds that are not yet in the file: the tail segment's number, the offset of the
+/// first byte, and the bytes.
+#[derive(Clone, Copy)]
+pub struct Unflushed<'a> {
+    pub segment: u32,
+    pub offset: u64,
+    pub bytes: &'a [u8],
+}
+
+impl<'a> Unflushed<'a> {
+    /// The bytes from `offset` of `segment` to the end of what is held, if they are held here.
+    pub fn at(&self, segment: u32, offset: u64) -> Option<&'a [u8]> {
+        let from = offset.checked_sub(self.offset).filter(|_| segment == self.segment)?;
+        self.bytes.get(from as usize..).filter(|b| !b.is_empty())
+    }
 }
 
 /// The `pwrite` buffer is kept between appends up to this size.
@@ -176,6 +198,7 @@ impl Writer {
             next_requested: false,
             store_through_map,
             buf: Vec::new(),
+            unflushed: 0,
         };
         w.maybe_prepare_next();
         Ok(w)
@@ -237,11 +260,12 @@ impl Writer {
             Window::bytes_mut(&mut tail.window, &tail.segment, start as u64, end as u64)
                 .map_err(|e| WriteFailure::NotWritten(e.into()))?
         } else {
-            // Every byte is encoded below: the buffer is zeroed only when it grows.
-            if self.buf.len() < end - start {
-                self.buf.resize(end - start, 0);
+            // After what is held already. Every byte is encoded below: the buffer is zeroed only when it grows.
+            let (from, to) = (self.unflushed, self.unflushed + (end - start));
+            if self.buf.len() < to {
+                self.buf.resize(to, 0);
             }
-            &mut self.buf[..end - start]
+            &mut self.buf[from..to]
         };
         let mut at = 0usize;
         let mut position = first_position;
@@ -275,13 +299,7 @@ impl Writer {
         }
         debug_assert_eq!(at as u64, batch_bytes);
         if !self.store_through_map {
-            tail.segment
-                .file()
-                .write_all_at(&self.buf[..end - start], start as u64)
-                .map_err(WriteFailure::Poisoning)?;
-            if self.buf.capacity() > BUF_KEEP_BYTES {
-                self.buf = Vec::new();
-            }
+            self.unflushed += end - start;
         }
         self.offset = end as u64;
         self.next_position = batch_end;
@@ -322,8 +340,35 @@ impl Writer {
         Ok(Some(segment))
     }
 
+    /// Writes the appends held in the buffer to the tail segment with one `pwrite` (they are then in the page
+    /// cache, not synced). A failure leaves their outcome unknown: the caller poisons the store.
+    pub fn flush(&mut self) -> std::io::Result<()> {
+        if self.unflushed == 0 {
+            return Ok(());
+        }
+        let Some(tail) = &self.tail else { unreachable!("held appends belong to the tail segment") };
+        let start = self.offset - self.unflushed as u64;
+        tail.segment.file().write_all_at(&self.buf[..self.unflushed], start)?;
+        self.unflushed = 0;
+        if self.buf.capacity() > BUF_KEEP_BYTES {
+            self.buf = Vec::new();
+        }
+        Ok(())
+    }
+
+    /// The appends held in the buffer, not yet in the file ([`Writer::flush`]).
+    pub fn unflushed(&self) -> Option<Unflushed<'_>> {
+        let tail = self.tail.as_ref().filter(|_| self.unflushed > 0)?;
+        Some(Unflushed {
+            segment: u32::try_from(tail.segment.number()).expect("segment numbers fit in 32 bits"),
+            offset: self.offset - self.unflushed as u64,
+            bytes: &self.buf[..self.unflushed],
+        })
+    }
+
     /// Writes a header-only frame at the append offset.
     fn write_marker(&mut self, kind: FrameKind) -> std::io::Result<()> {
+        self.flush()?;
         let Some(tail) = self.tail.as_mut() else { return Ok(()) };
         let count = self.next_position - tail.segment.first_position();
         let salt = tail.segment.salt();
@@ -333,8 +378,9 @@ impl Writer {
         Ok(())
     }
 
-    /// Makes everything written to the tail segment durable.
-    fn sync_tail(&self) -> std::io::Result<()> {
+    /// Makes everything written to the tail segment durable, the appends held in the buffer included.
+    fn sync_tail(&mut self) -> std::io::Result<()> {
+        self.flush()?;
         match &self.tail {
             Some(tail) => tail.segment.file().sync_data(),
             None => Ok(()),
