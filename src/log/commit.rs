@@ -1,14 +1,16 @@
 //! Group commit: makes written appends durable with as few `fdatasync`s as possible, and publishes them.
 //!
-//! Appends are copied into the tail segment's mapping under the writer lock (memory speed), then wait here
-//! until a sync covers them. Whoever needs durability and finds no sync running becomes the *leader*: it
+//! Appends are written under the writer lock (`Buffered`: into the tail segment's mapping; `Sync`: into the
+//! writer's buffer, which the next leader writes to the file with one `pwrite`, its `Flusher`), then wait
+//! here until a sync covers them. Whoever needs durability and finds no sync running becomes the *leader*: it
 //! captures the end of what has been written, syncs once for all of it, and wakes everyone it covered (the
 //! blocked appenders sleep on one futex word: the leader marks the ones it covered, lets go of the lock, and
-//! wakes them all with one system call); appends that arrive while a sync runs form the next group. A lone writer therefore syncs inline with no added
-//! delay. When recent groups show that several writers are active, the leader first waits, for at most about
-//! one sync's duration, until as many appends are pending as in the largest recent group: without that, 16
-//! blocking writers fall into alternating large and small groups (RocksDB's write-group leader and
-//! KurrentDB's flush-when-idle writer are the models; neither is copied).
+//! wakes them all with one system call); appends that arrive while a sync runs form the next group. A lone
+//! writer therefore syncs inline with no added delay. When recent groups show that several writers are
+//! active, the leader first waits, for at most about one sync's duration, until as many appends are pending
+//! as in the largest recent group: without that, 16 blocking writers fall into alternating large and small
+//! groups (RocksDB's write-group leader and KurrentDB's flush-when-idle writer are the models; neither is
+//! copied).
 //!
 //! A committer thread leads syncs for async appenders (so no runtime thread blocks on `fdatasync`) and, in
 //! `Buffered` mode, syncs at the configured interval.
@@ -385,8 +387,9 @@ impl Commit {
         st.last_sync_end = Instant::now();
         match result {
             Ok(target) => {
-                debug_assert!(target <= st.written, "a sync covers only what has been written");
-                st.durable = st.durable.max(target);
+                // The flush may have written the frames of an append that failed before it was noted (the index
+                // refused it and poisoned the store): they are never counted durable.
+                st.durable = st.durable.max(target.min(st.written));
                 self.durable.store(st.durable, Ordering::Release);
                 if !self.publish_on_write {
                     self.head.store(st.durable, Ordering::Release);
