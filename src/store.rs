@@ -577,13 +577,10 @@ impl Store {
         let (locations, segments) = {
             let state = self.shared.state();
             let mut locations = state.index.locations_from(&state.log, stream, from_version)?;
-            // The newest events may be written but not visible yet (waiting for their sync; their frames may not
-            // even be in the file): all of them are in a memtable, which knows their positions.
-            while let Some(last) = (locations.len() as u64).checked_sub(1) {
-                match state.index.memtable_position(stream, from_version + last) {
-                    Some(position) if position >= end => locations.truncate(last as usize),
-                    _ => break,
-                }
+            // The newest events may be written but not visible yet (waiting for their sync).
+            if let Some(last) = (locations.len() as u64).checked_sub(1) {
+                let visible = state.index.newest_visible(stream, from_version + last, end);
+                locations.truncate(visible.map_or(0, |v| (v + 1).saturating_sub(from_version)) as usize);
             }
             // The segments the read visits, in order (locations are in position order): taken once here, so
             // the read takes no lock per segment and can prefetch frames ahead.
@@ -717,20 +714,11 @@ impl Store {
         let state = self.shared.state();
         // A damaged index answers `None` here; appends and reads of the stream report the damage.
         let tail = state.index.tail(&state.log, stream).ok()??;
-        let mut version = tail.version;
         if tail.position < head {
-            return Some(version);
+            return Some(tail.version);
         }
         // The index also holds written events not yet visible (waiting for their sync): step back past them.
-        // Only the newest few events of a stream can be in that state, and all of them are in a memtable, with
-        // their positions (their frames may not be in the file yet: the writer holds them until the sync).
-        loop {
-            version = version.checked_sub(1)?;
-            match state.index.memtable_position(stream, version) {
-                Some(position) if position >= head => continue,
-                _ => return Some(version),
-            }
-        }
+        state.index.newest_visible(stream, tail.version, head)
     }
 
     /// Reads the whole log and checks it: every frame's checksum, position and batch, every sealed segment's
@@ -1093,7 +1081,8 @@ fn retry_of(
             .ok_or_else(|| Error::corrupt(PathBuf::new(), 0, "index names a missing segment"))?;
         let offset = at.offset() as usize;
         if let Some(bytes) = unflushed.and_then(|u| u.at(at.segment(), offset as u64)) {
-            // Encoded by this writer and not yet in the file: checked as a read of the file would be.
+            // Encoded by this writer and not yet in the file: bounds and checksum checked as in the file (the
+            // names were encoded from `&str`).
             let f = if verify { frame::decode_with(bytes, segment.hasher()) } else { frame::decode_unverified(bytes) };
             return f.map(Some).map_err(|e| Error::corrupt(segment.path(), offset as u64, e.to_string()));
         }

@@ -661,23 +661,33 @@ impl StreamIndex {
 
     /// Where the event `version` of `stream` is.
     pub fn location(&self, log: &LogMap, stream: &str, version: u64) -> Result<Option<Location>> {
-        for m in [Some(&self.active), self.frozen.as_deref()].into_iter().flatten() {
-            if let Some(s) = m.streams.get(stream) {
-                if version >= s.first_version {
-                    return Ok(s.events.get((version - s.first_version) as usize).map(|e| e.1));
-                }
-            }
+        if let Some(event) = self.memtable_event(stream, version) {
+            return Ok(event.map(|(_, at)| at));
         }
         Ok(self.locations_from(log, stream, version)?.first().copied())
     }
 
-    /// The position of `stream`'s event at `version` if a memtable holds it (every event not yet durable is
-    /// there).
-    pub fn memtable_position(&self, stream: &str, version: u64) -> Option<u64> {
+    /// The newest version of `stream`, at or below `version`, whose event is visible (its position is below
+    /// `head`); `None` if none is. Events not yet visible (written, waiting for their sync) are all in a
+    /// memtable, which knows their positions, so no frame is read: the frames may not even be in the file yet
+    /// (the writer holds them until the sync).
+    pub fn newest_visible(&self, stream: &str, version: u64, head: u64) -> Option<u64> {
+        let mut version = version;
+        loop {
+            match self.memtable_event(stream, version).flatten() {
+                Some((position, _)) if position >= head => version = version.checked_sub(1)?,
+                _ => return Some(version),
+            }
+        }
+    }
+
+    /// `stream`'s event at `version` (position and location) if a memtable holds the stream from that version
+    /// on: `Some(None)` past its newest event, `None` if no memtable answers.
+    fn memtable_event(&self, stream: &str, version: u64) -> Option<Option<(u64, Location)>> {
         for m in [Some(&self.active), self.frozen.as_deref()].into_iter().flatten() {
             if let Some(s) = m.streams.get(stream) {
                 if version >= s.first_version {
-                    return s.events.get((version - s.first_version) as usize).map(|e| e.0);
+                    return Some(s.events.get((version - s.first_version) as usize).copied());
                 }
             }
         }

@@ -128,12 +128,13 @@ pub struct Writer {
     /// every append is followed by a sync, as a store into a page that the last sync cleaned takes a
     /// write-protect fault and the sync must find and clean mapped pages again).
     store_through_map: bool,
+    /// The encoding buffer of the `pwrite` path.
+    buf: Vec<u8>,
     /// The `pwrite` path's appends not yet written to the file: the frames for the tail segment's bytes
     /// `offset - unflushed..offset`, in `buf[..unflushed]`. Nothing reads them from the file before the sync
     /// that makes them durable, and that sync's leader flushes first ([`Writer::flush`]); the one reader that
     /// may look earlier (an idempotent retry's check, under the writer lock) reads them here
     /// ([`Writer::unflushed`]). So a group of appends costs one `pwrite`, not one each under the writer lock.
-    buf: Vec<u8>,
     unflushed: usize,
 }
 
@@ -141,9 +142,9 @@ pub struct Writer {
 /// first byte, and the bytes.
 #[derive(Clone, Copy)]
 pub struct Unflushed<'a> {
-    pub segment: u32,
-    pub offset: u64,
-    pub bytes: &'a [u8],
+    segment: u32,
+    offset: u64,
+    bytes: &'a [u8],
 }
 
 impl<'a> Unflushed<'a> {
