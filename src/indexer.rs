@@ -261,7 +261,8 @@ fn flush_frozen(
         let grown = snapshot.grown(fs, dir, extra).map_err(|_| Failure::Retry)?;
         write(state).index.install_directory(grown);
     }
-    let names = StreamIndex::stream_names(&m);
+    let homes = read(state).index.directory_homes();
+    let names = StreamIndex::stream_names(&m, homes);
     for batch in names.chunks(APPLY_BATCH) {
         let mut st = write(state);
         let State { log, index } = &mut *st;

@@ -128,11 +128,28 @@ pub fn find_stream(
     find_with_hash(bytes, h, hash, |s| is_it(crate::format::read_u32(bytes, offsets_at + s.events_at as usize * 4)))
 }
 
+/// Where the last search of a chunk ended, so that the next search for a hash at least as large starts there:
+/// a caller looking up many streams of one chunk in hash order (the indexer, for each stream's previous entry)
+/// then moves forward a few entries at a time instead of crossing the whole chunk each time.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SearchFloor {
+    /// Every entry below `lo` hashes below `hash`.
+    lo: usize,
+    hash: u64,
+}
+
 /// The entry of the stream whose newest event in the chunk is at `last_position`, given that stream's `hash`.
 /// A position names one event, so the entry is told apart from other streams with the same hash without
-/// reading any frame.
-pub fn find_entry(bytes: &[u8], h: &ChunkHeader, hash: u64, last_position: u64) -> Result<Option<(u32, ChunkStream)>> {
-    find_with_hash(bytes, h, hash, |s| Ok(s.last_position == last_position))
+/// reading any frame. `floor` is where the previous search of this chunk ended (start with the default); it
+/// speeds up searches in ascending hash order and is ignored by one for a smaller hash.
+pub fn find_entry(
+    bytes: &[u8],
+    h: &ChunkHeader,
+    hash: u64,
+    last_position: u64,
+    floor: &mut SearchFloor,
+) -> Result<Option<(u32, ChunkStream)>> {
+    find_with_hash_from(bytes, h, hash, floor, |s| Ok(s.last_position == last_position))
 }
 
 /// The first entry with `hash` for which `is_it` holds, trying each entry with that hash in turn.
@@ -140,10 +157,23 @@ fn find_with_hash(
     bytes: &[u8],
     h: &ChunkHeader,
     hash: u64,
+    is_it: impl FnMut(&ChunkStream) -> Result<bool>,
+) -> Result<Option<(u32, ChunkStream)>> {
+    find_with_hash_from(bytes, h, hash, &mut SearchFloor::default(), is_it)
+}
+
+fn find_with_hash_from(
+    bytes: &[u8],
+    h: &ChunkHeader,
+    hash: u64,
+    floor: &mut SearchFloor,
     mut is_it: impl FnMut(&ChunkStream) -> Result<bool>,
 ) -> Result<Option<(u32, ChunkStream)>> {
     let n = h.stream_count as usize;
-    let mut i = first_hash_at_least(|i| index::chunk_stream_hash(bytes, i), n, h.hash_bits, hash);
+    let start = if floor.hash <= hash && floor.lo <= n { *floor } else { SearchFloor::default() };
+    let mut i =
+        first_hash_at_least_from(|i| index::chunk_stream_hash(bytes, i), n, h.hash_bits, hash, start.lo, start.hash);
+    *floor = SearchFloor { lo: i, hash };
     while i < n && index::chunk_stream_hash(bytes, i) == hash {
         let s = index::chunk_stream(bytes, i);
         if !fits(h, &s) {
@@ -157,6 +187,12 @@ fn find_with_hash(
     Ok(None)
 }
 
+/// [`first_hash_at_least_from`] over the whole chunk.
+#[cfg(test)]
+fn first_hash_at_least(hash_at: impl Fn(usize) -> u64, n: usize, hash_bits: u32, hash: u64) -> usize {
+    first_hash_at_least_from(hash_at, n, hash_bits, hash, 0, 0)
+}
+
 /// The index of the first entry whose hash is at least `hash` (`stream_count` if none).
 ///
 /// Entries are sorted by hash, and hashes are uniform (keyed xxh3), so a few interpolation steps land close
@@ -164,13 +200,23 @@ fn find_with_hash(
 /// a cache (and often a TLB) miss: the indexer looks up every stream of a checkpoint in its previous chunk,
 /// and at a million streams a binary search's 15 dependent misses were the largest part of its time.
 /// `hash_at(i)` is entry `i`'s hash, for `i < n`; every hash fits in `hash_bits` bits.
-fn first_hash_at_least(hash_at: impl Fn(usize) -> u64, n: usize, hash_bits: u32, hash: u64) -> usize {
+///
+/// The search starts knowing that every entry below `lo` hashes below `hash` and every entry from `lo` on
+/// hashes at least `below` (0 and 0 know nothing).
+fn first_hash_at_least_from(
+    hash_at: impl Fn(usize) -> u64,
+    n: usize,
+    hash_bits: u32,
+    hash: u64,
+    lo: usize,
+    below: u64,
+) -> usize {
     const INTERPOLATION_STEPS: usize = 4;
     const SMALL: usize = 8;
     // Invariant: entries below `lo` hash below `hash`, entries from `hi` on hash at least `hash`; every hash
     // in between lies in [below, above].
-    let (mut lo, mut hi) = (0usize, n);
-    let mut below = 0u64;
+    let (mut lo, mut hi) = (lo, n);
+    let mut below = below;
     let mut above = if hash_bits >= 64 { u64::MAX } else { (1u64 << hash_bits) - 1 };
     for _ in 0..INTERPOLATION_STEPS {
         if hi - lo <= SMALL || hash <= below || hash > above {
@@ -253,7 +299,7 @@ pub fn seek(bytes: &[u8], h: &ChunkHeader, position: u64) -> Option<u32> {
 
 #[cfg(test)]
 mod tests {
-    use super::first_hash_at_least;
+    use super::{first_hash_at_least, first_hash_at_least_from};
 
     /// splitmix64, for the test's hashes.
     fn mix(mut z: u64) -> u64 {
@@ -278,6 +324,38 @@ mod tests {
             for t in targets {
                 let expected = hashes.iter().position(|&h| h >= t).unwrap_or(n);
                 assert_eq!(first_hash_at_least(|i| hashes[i], n, bits, t), expected, "n {n}, bits {bits}, target {t}");
+            }
+        }
+    }
+
+    #[test]
+    fn searches_in_ascending_order_from_the_last_one_find_what_a_linear_scan_finds() {
+        for (n, bits, step) in [
+            (0usize, 64u32, 1u64),
+            (1, 64, 1),
+            (9, 64, 1),
+            (35_000, 64, 7),
+            (35_000, 64, 301),
+            (3000, 2, 1),
+            (3000, 20, 3),
+        ] {
+            let mask = if bits >= 64 { u64::MAX } else { (1u64 << bits) - 1 };
+            let mut hashes: Vec<u64> = (0..n as u64).map(|i| mix(i * 17 + 3) & mask).collect();
+            hashes.sort_unstable();
+            // Every `step`-th hash, each also as its neighbours, plus the ends: ascending, with repeats.
+            let mut targets: Vec<u64> = hashes
+                .iter()
+                .step_by(step as usize)
+                .flat_map(|&h| [h.saturating_sub(1), h, h, h.saturating_add(1)])
+                .collect();
+            targets.extend([0, mask]);
+            targets.sort_unstable();
+            let (mut lo, mut below) = (0usize, 0u64);
+            for t in targets {
+                let expected = hashes.iter().position(|&h| h >= t).unwrap_or(n);
+                let found = first_hash_at_least_from(|i| hashes[i], n, bits, t, lo, below);
+                assert_eq!(found, expected, "n {n}, bits {bits}, step {step}, target {t}");
+                (lo, below) = (found, t);
             }
         }
     }

@@ -95,6 +95,13 @@ impl Directory {
         }
     }
 
+    /// The slot each hash's probe sequence starts at, as a function to use without the directory (it holds while
+    /// the directory keeps its size).
+    pub fn homes(&self) -> impl Fn(u64) -> u64 + Copy + use<> {
+        let mask = self.mask;
+        move |hash| spread(hash) & mask
+    }
+
     /// The first empty slot on `hash`'s probe sequence.
     pub fn free_slot(&self, hash: u64) -> usize {
         let slots = self.slots();
