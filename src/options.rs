@@ -47,6 +47,7 @@ pub struct Options {
     pub(crate) file_system: Arc<dyn FileSystem>,
     pub(crate) stream_hash_bits: u32,
     pub(crate) index_checkpoint_bytes: u64,
+    pub(crate) spin_wait: bool,
 }
 
 impl Default for Options {
@@ -58,6 +59,7 @@ impl Default for Options {
             file_system: Arc::new(StdFileSystem),
             stream_hash_bits: 64,
             index_checkpoint_bytes: crate::index::CHECKPOINT_LOG_BYTES,
+            spin_wait: true,
         }
     }
 }
@@ -69,6 +71,7 @@ impl fmt::Debug for Options {
             .field("durability", &self.durability)
             .field("sync_interval", &self.sync_interval)
             .field("file_system", &self.file_system)
+            .field("spin_wait", &self.spin_wait)
             .finish()
     }
 }
@@ -113,6 +116,29 @@ impl Options {
     /// ```
     pub fn sync_interval(mut self, interval: Option<Duration>) -> Options {
         self.sync_interval = interval;
+        self
+    }
+
+    /// Whether a thread whose [`Durability::Sync`] append waits for a sync run by another thread yields the CPU
+    /// in a loop (`sched_yield`) for about two syncs before it sleeps. Default: on.
+    ///
+    /// With many threads appending at once, each sync releases a whole group of them. Woken from sleep, each
+    /// costs a wake-up and a context switch that, on a 2-core virtual machine, took more CPU than its append
+    /// (`annals bench` W2, 16 threads: 67-82k events/s sleeping, 107-117k yielding; docs/PERFORMANCE.md). The
+    /// price is CPU time: the waiting threads stay runnable, though they let any other runnable thread go
+    /// first. Off, waiting threads sleep at once. Against a device whose syncs take over a millisecond on
+    /// average, waiting threads sleep at once either way. A lone appender never waits (it syncs itself), and
+    /// async appends never block a thread.
+    ///
+    /// ```
+    /// use annals::Options;
+    /// let dir = tempfile::tempdir()?;
+    /// let store = Options::new().spin_wait(false).open(dir.path())?; // waiting appenders sleep at once
+    /// # drop(store);
+    /// # Ok::<(), annals::Error>(())
+    /// ```
+    pub fn spin_wait(mut self, enabled: bool) -> Options {
+        self.spin_wait = enabled;
         self
     }
 

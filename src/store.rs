@@ -276,7 +276,7 @@ impl Store {
                 Ok((w.next_position(), w.tail_segment().cloned()))
             }) as Flusher
         });
-        let commit = Arc::new(Commit::new(recovered.next_position, tail, buffered, flusher));
+        let commit = Arc::new(Commit::new(recovered.next_position, tail, buffered, flusher, options.spin_wait));
         let interval = if buffered { options.sync_interval } else { None };
         let committer = {
             let commit = commit.clone();

@@ -14,8 +14,12 @@ const APPENDS_PER_THREAD: usize = 150;
 type Ack = (String, u64, u64, u64, Vec<Vec<u8>>);
 
 fn run(durability: Durability) {
+    run_with(Options::new().durability(durability));
+}
+
+fn run_with(options: Options) {
     let dir = tempfile::tempdir().unwrap();
-    let store = Options::new().durability(durability).segment_size(1 << 20).open(dir.path()).unwrap();
+    let store = options.clone().segment_size(1 << 20).open(dir.path()).unwrap();
     let (acks, conflicts) = on_threads(&store, |store, t| {
         let mut acks: Vec<Ack> = Vec::new();
         let mut conflicts = 0u64;
@@ -82,7 +86,7 @@ fn run(durability: Durability) {
         }
         (acks, conflicts)
     });
-    println!("{durability:?}: {} acknowledged appends, {conflicts} conflicts retried", acks.len());
+    println!("{options:?}: {} acknowledged appends, {conflicts} conflicts retried", acks.len());
     check_and_reopen(store, dir.path(), &acks);
 }
 
@@ -150,6 +154,12 @@ fn check(store: &Store, acks: &[Ack]) {
 #[test]
 fn concurrent_sync_appends_lose_nothing_and_keep_order() {
     run(Durability::Sync);
+}
+
+/// Blocked appenders and gathering leaders sleep at once instead of yielding first: the other way to wait.
+#[test]
+fn concurrent_sync_appends_that_sleep_without_spinning_lose_nothing_and_keep_order() {
+    run_with(Options::new().durability(Durability::Sync).spin_wait(false));
 }
 
 #[test]

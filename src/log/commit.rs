@@ -12,6 +12,12 @@
 //! groups (RocksDB's write-group leader and KurrentDB's flush-when-idle writer are the models; neither is
 //! copied).
 //!
+//! Waiting threads first yield the CPU in a loop (`sched_yield`) for about two syncs' time, and only then
+//! sleep: a released appender then goes on without a wake-up, and a gathering leader sees its group fill
+//! without being notified. Sleeping and waking 16 threads per sync cost more CPU here than the appends
+//! themselves (docs/PERFORMANCE.md). [`crate::Options::spin_wait`] turns this off; against syncs slower than a
+//! millisecond it is off anyway.
+//!
 //! A committer thread leads syncs for async appenders (so no runtime thread blocks on `fdatasync`) and, in
 //! `Buffered` mode, syncs at the configured interval.
 //!
@@ -32,6 +38,10 @@ use crate::{Error, Result};
 
 /// The longest a leader waits for its group to fill.
 const GROUP_WAIT_MAX: Duration = Duration::from_micros(500);
+/// With spinning on ([`Commit::new`]), waiting threads yield instead of sleeping only while syncs take at most
+/// this long on average: against a slow device the CPU they would burn buys nothing, since a sleep and wake-up
+/// (tens of microseconds) are then a small part of the wait.
+const SPIN_SYNC_MAX: Duration = Duration::from_millis(1);
 /// How many recent group sizes the leader remembers.
 const RECENT_GROUPS: usize = 8;
 
@@ -63,6 +73,9 @@ pub struct Commit {
     /// Writes what the writer holds unwritten ([`crate::log::writer::Writer::flush`]) before a sync; `None`
     /// when appends go straight to the page cache (`Buffered`).
     flusher: Option<Flusher>,
+    /// Whether waiting threads (blocked appenders, and a leader gathering its group) yield the CPU in a loop
+    /// for about two syncs before they sleep ([`crate::Options::spin_wait`]).
+    spin: bool,
 }
 
 /// Makes the page cache hold everything written so far (taking the writer lock), and says up to which position
@@ -122,6 +135,7 @@ impl Commit {
         file: Option<Arc<Segment>>,
         publish_on_write: bool,
         flusher: Option<Flusher>,
+        spin: bool,
     ) -> Commit {
         Commit {
             state: Mutex::new(CommitState {
@@ -154,6 +168,7 @@ impl Commit {
             publish_on_write,
             notify: Ring::new(),
             flusher,
+            spin,
         }
     }
 
@@ -252,7 +267,17 @@ impl Commit {
             if st.syncing {
                 let released = Arc::new(AtomicBool::new(false));
                 st.parked.push(Parked { target, released: released.clone() });
+                let spin = self.spin_budget(&st);
                 drop(st);
+                // Yield until released, for about the running sync and the next: the leader's release is then
+                // seen without a sleep and a wake-up, which on this project's machine cost more CPU than the
+                // appends they separate (docs/PERFORMANCE.md, "Waiting by yielding").
+                if let Some(spin) = spin {
+                    let until = Instant::now() + spin;
+                    while !released.load(Ordering::Acquire) && Instant::now() < until {
+                        std::thread::yield_now();
+                    }
+                }
                 loop {
                     // The epoch is read before the flag: a release after this read bumps the epoch, and then
                     // the wait returns at once instead of sleeping.
@@ -271,6 +296,12 @@ impl Commit {
                 st = self.lead(st, true);
             }
         }
+    }
+
+    /// How long a waiting thread yields before it sleeps: twice the average sync, if spinning is on and syncs
+    /// are fast enough for it to pay ([`SPIN_SYNC_MAX`]).
+    fn spin_budget(&self, st: &CommitState) -> Option<Duration> {
+        (self.spin && st.sync_average <= SPIN_SYNC_MAX).then(|| st.sync_average * 2)
     }
 
     /// Waits up to `timeout` for every position below `target` to be durable, without leading a sync (for
@@ -354,13 +385,22 @@ impl Commit {
         let expected = expected_group(&st);
         if gather && st.pending_appends < expected && !st.shutdown {
             let deadline = Instant::now() + st.sync_average.min(GROUP_WAIT_MAX);
-            st.leader_waiting = true;
+            // Spinning, the leader yields between looks at the count (the wait is at most one sync); else it
+            // sleeps until the append that fills the group notifies it.
+            let spin = self.spin_budget(&st).is_some();
+            st.leader_waiting = !spin;
             while st.pending_appends < expected {
                 let now = Instant::now();
                 if now >= deadline {
                     break;
                 }
-                st = self.leader_cv.wait_timeout(st, deadline - now).unwrap_or_else(|e| e.into_inner()).0;
+                if spin {
+                    drop(st);
+                    std::thread::yield_now();
+                    st = self.lock();
+                } else {
+                    st = self.leader_cv.wait_timeout(st, deadline - now).unwrap_or_else(|e| e.into_inner()).0;
+                }
             }
             st.leader_waiting = false;
         }
