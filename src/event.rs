@@ -223,6 +223,12 @@ impl RecordedEvent {
         &self.segment.bytes()[start..start + len]
     }
 
+    /// The stream name's bytes, without the UTF-8 check of [`RecordedEvent::stream`]: for comparing with a
+    /// name that is known to be UTF-8.
+    pub(crate) fn stream_bytes(&self) -> &[u8] {
+        self.slice(self.header().stream())
+    }
+
     /// The stream the event belongs to.
     pub fn stream(&self) -> &str {
         // The iterators checked that the name is UTF-8 before handing the event out.

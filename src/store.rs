@@ -891,7 +891,8 @@ impl ReadStream {
         let offset = at.offset() as usize;
         let (_, len) = segment.verified_event(offset)?;
         let event = RecordedEvent::new(segment.clone(), offset, len);
-        if event.stream() != &*self.stream || event.version() != self.version {
+        // The bytes, not `stream()`: equal bytes are the UTF-8 name asked for, with no UTF-8 check per event.
+        if event.stream_bytes() != self.stream.as_bytes() || event.version() != self.version {
             return Err(Error::corrupt(
                 segment.path(),
                 offset as u64,

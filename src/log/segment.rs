@@ -243,7 +243,9 @@ impl Segment {
         {
             let bytes = self.bytes();
             let end = bytes.len().min(offset.saturating_add(PREFETCH_BYTES));
-            for line in (offset..end).step_by(64) {
+            // A plain loop: `step_by` cost about 20 instructions per frame here (callgrind, W5's stream reads).
+            let mut line = offset;
+            while line < end {
                 #[allow(unsafe_code, reason = "a prefetch hint is an intrinsic; it cannot be had without `unsafe`")]
                 // SAFETY: `_mm_prefetch` only hints the cache: it never faults, reads nothing into the program and
                 // changes no memory. The address is inside the mapping (`line < end <= len`). SSE is part of
@@ -253,6 +255,7 @@ impl Segment {
                         bytes.as_ptr().add(line).cast(),
                     );
                 }
+                line += 64;
             }
         }
         #[cfg(not(target_arch = "x86_64"))]
