@@ -69,6 +69,7 @@ mod log;
 #[doc(hidden)]
 pub mod notify;
 mod options;
+mod prefetch;
 pub mod projection;
 mod store;
 mod subscription;

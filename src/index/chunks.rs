@@ -255,6 +255,19 @@ pub fn entry_at(bytes: &[u8], h: &ChunkHeader, i: u32, hash: u64, last_position:
     (fits(h, &s) && s.hash == hash && s.last_position == last_position).then_some(s)
 }
 
+/// Starts loading the `i`-th stream entry (if the chunk has one), for a walk that reads it next.
+pub fn prefetch_entry(bytes: &[u8], h: &ChunkHeader, i: u32) {
+    if i < h.stream_count {
+        crate::prefetch::range(bytes, index::CHUNK_HEADER_BYTES + i as usize * index::CHUNK_STREAM_BYTES, 1);
+    }
+}
+
+/// Starts loading the entry's recent locations.
+pub fn prefetch_recent(bytes: &[u8], h: &ChunkHeader, s: &ChunkStream) {
+    let at = h.layout().recent + s.recent_at as usize * 8;
+    crate::prefetch::range(bytes, at, s.recent_count as usize * 8);
+}
+
 /// The entry's events and recent locations lie inside the file's arrays.
 fn fits(h: &ChunkHeader, s: &ChunkStream) -> bool {
     s.count > 0

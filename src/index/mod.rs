@@ -636,17 +636,20 @@ impl StreamIndex {
             }
             let chunk = self.chunk_for(prev).ok_or_else(|| self.broken_chain(stream, prev))?;
             let (bytes, h) = self.chunk_bytes(log, chunk)?;
+            // `prev` is always the newest event of the stream's entry in that chunk (the memtable's or the
+            // directory's checked tail, or an entry's link), and a position names one event: the entry is found by
+            // hash and position, with no frame read to compare names (the reads check every event's name).
             let entry = match prev_entry.filter(|&i| i != NO_ENTRY) {
                 Some(i) => chunks::entry_at(bytes, h, i, hash, prev),
-                None => {
-                    let segment = h.segment_number as u32;
-                    chunks::find_stream(bytes, h, hash, |offset| {
-                        Ok(frame_at(log.segments(), Location::new(segment, offset))?.1 == stream.as_bytes())
-                    })?
-                    .map(|(_, e)| e)
-                }
+                None => chunks::find_entry(bytes, h, hash, prev, &mut SearchFloor::default())?.map(|(_, e)| e),
             }
             .ok_or_else(|| self.broken_chain(stream, prev))?;
+            // The walk's misses are dependent (entry, then its arrays, then the next chunk's entry): start the
+            // ones known now together, the recent locations and the entry the walk goes on to, if it goes on.
+            chunks::prefetch_recent(bytes, h, &entry);
+            if entry.first_version - u64::from(entry.recent_count) > from_version {
+                self.prefetch_entry(log, entry.cont_position, entry.cont_entry);
+            }
             let start = out.len();
             chunks::locations(bytes, h, &entry, from_version, &mut out);
             out[start..].reverse();
@@ -672,6 +675,18 @@ impl StreamIndex {
 
     fn broken_chain(&self, stream: &str, position: u64) -> Error {
         broken_chain(&self.dir, stream, position)
+    }
+
+    /// Starts loading entry `entry` of the chunk holding `position`, if a chunk file holds it and is verified.
+    fn prefetch_entry(&self, log: &LogMap, position: u64, entry: u32) {
+        if entry == NO_ENTRY {
+            return;
+        }
+        if let Some(chunk) = self.chunk_for(position) {
+            if let Ok((bytes, h)) = self.chunk_bytes(log, chunk) {
+                chunks::prefetch_entry(bytes, h, entry);
+            }
+        }
     }
 
     /// Where the event `version` of `stream` is.

@@ -239,27 +239,7 @@ impl Segment {
     /// the file are left out.
     #[inline]
     pub fn prefetch(&self, offset: usize) {
-        #[cfg(target_arch = "x86_64")]
-        {
-            let bytes = self.bytes();
-            let end = bytes.len().min(offset.saturating_add(PREFETCH_BYTES));
-            // A plain loop: `step_by` cost about 20 instructions per frame here (callgrind, W5's stream reads).
-            let mut line = offset;
-            while line < end {
-                #[allow(unsafe_code, reason = "a prefetch hint is an intrinsic; it cannot be had without `unsafe`")]
-                // SAFETY: `_mm_prefetch` only hints the cache: it never faults, reads nothing into the program and
-                // changes no memory. The address is inside the mapping (`line < end <= len`). SSE is part of
-                // x86_64.
-                unsafe {
-                    std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
-                        bytes.as_ptr().add(line).cast(),
-                    );
-                }
-                line += 64;
-            }
-        }
-        #[cfg(not(target_arch = "x86_64"))]
-        let _ = offset;
+        crate::prefetch::range(self.bytes(), offset, PREFETCH_BYTES);
     }
 
     /// Reads and verifies the event frame at `offset`, checking that its names are UTF-8.
