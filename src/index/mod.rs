@@ -578,12 +578,14 @@ impl StreamIndex {
         Some(DirectoryHint { generation: self.directory_generation, tail })
     }
 
+    /// The stream in the newest memtable that holds it (the active one, else the frozen one).
+    fn memtable_stream(&self, stream: &str) -> Option<&MemStream> {
+        self.active.streams.get(stream).or_else(|| self.frozen.as_ref().and_then(|f| f.streams.get(stream)))
+    }
+
     /// The stream's newest event if a memtable holds it.
     fn memtable_tail(&self, stream: &str) -> Option<StreamTail> {
-        if let Some(m) = self.active.streams.get(stream) {
-            return Some(m.tail());
-        }
-        self.frozen.as_ref().and_then(|f| f.streams.get(stream)).map(MemStream::tail)
+        self.memtable_stream(stream).map(MemStream::tail)
     }
 
     /// The chunk holding `position` (below the indexed end).
@@ -622,9 +624,7 @@ impl StreamIndex {
             }
         };
         let frozen = self.frozen.as_deref();
-        if let Some(m) = self.active.streams.get(stream) {
-            prev = from_mem(m, &mut out);
-        } else if let Some(m) = frozen.and_then(|f| f.streams.get(stream)) {
+        if let Some(m) = self.memtable_stream(stream) {
             prev = from_mem(m, &mut out);
         } else if let Some((t, _)) = self.directory_tail(log, stream)? {
             if t.version >= from_version {
