@@ -232,11 +232,14 @@ fn run_workload(w: &str, dir: &Path, scale: f64, streams: u64) -> annals::Result
             for (s, e) in &events {
                 store.append(&streams[*s], ExpectedVersion::Any, std::slice::from_ref(e))?;
             }
+            let appended = started.elapsed().as_secs_f64();
             store.sync()?;
             let secs = started.elapsed().as_secs_f64();
             Ok(vec![
                 ("events_per_s", n as f64 / secs),
                 ("payload_mb_per_s", (n as usize * PAYLOAD_BYTES) as f64 / secs / 1e6),
+                ("append_ns", appended * 1e9 / n as f64),
+                ("final_sync_ms", (secs - appended) * 1e3),
             ])
         }
         "W5" => commands(dir, scale),
