@@ -262,8 +262,8 @@ fn flush_frozen(
         write(state).index.install_directory(grown);
     }
     let homes = read(state).index.directory_homes();
-    let names = StreamIndex::stream_names(&m, homes);
-    for batch in names.chunks(APPLY_BATCH) {
+    let order = StreamIndex::apply_order(&m, homes);
+    for batch in order.chunks(APPLY_BATCH) {
         let mut st = write(state);
         let State { log, index } = &mut *st;
         index.apply(log, &m, batch).map_err(Failure::Fatal)?;

@@ -14,6 +14,7 @@
 
 pub mod chunks;
 pub mod directory;
+pub mod memtable;
 
 use std::collections::HashMap;
 use std::io;
@@ -21,7 +22,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use foldhash::fast::RandomState;
-use smallvec::SmallVec;
 
 use crate::format::frame::{self, EventPeek};
 use crate::format::index::{self as layout, ChunkHeader, ChunkStream, Slot, NO_CHUNK, NO_ENTRY, SPARSE_EVERY};
@@ -33,6 +33,8 @@ use crate::{Error, Result};
 
 use chunks::{Chunk, Expect, SearchFloor};
 use directory::Directory;
+pub use memtable::MemTable;
+use memtable::{MemStream, StreamId};
 
 /// By default the active memtable is frozen and written to disk once it covers this many bytes of log. This
 /// bounds the heap memory of the index and the log an open re-reads after a crash.
@@ -93,84 +95,6 @@ pub struct PushedFrame {
     pub bytes: u32,
 }
 
-/// What [`add_frames`] added.
-struct Added {
-    /// The position after the last frame added.
-    end_position: u64,
-    /// The bytes of the frames added.
-    bytes: u64,
-    /// The segment of the last frame added and the offset just past it; `None` if none was.
-    end: Option<(u32, u64)>,
-}
-
-/// Appends `frames`, from `first_position` on, to a memtable stream's events and last id. Always inlined: left
-/// to itself the compiler called it, about 50 more instructions per single-event append (callgrind, W4).
-#[inline(always)]
-fn add_frames(
-    events: &mut SmallVec<[(u64, Location); 2]>,
-    last_id: &mut [u8; 16],
-    first_position: u64,
-    frames: impl IntoIterator<Item = PushedFrame>,
-) -> Added {
-    let mut added = Added { end_position: first_position, bytes: 0, end: None };
-    for f in frames {
-        events.push((added.end_position, f.location));
-        *last_id = f.id;
-        added.end_position += 1;
-        added.bytes += u64::from(f.bytes);
-        added.end = Some((f.location.segment(), f.location.offset() as u64 + u64::from(f.bytes)));
-    }
-    added
-}
-
-/// One stream's events in a memtable.
-struct MemStream {
-    hash: u64,
-    first_version: u64,
-    /// Position of the stream's last event before this memtable, or [`NO_CHUNK`].
-    prev_position: u64,
-    /// (position, location) of each event, in version order.
-    events: SmallVec<[(u64, Location); 2]>,
-    last_id: [u8; 16],
-}
-
-impl MemStream {
-    fn tail(&self) -> StreamTail {
-        let (position, _) = *self.events.last().expect("a memtable stream has events");
-        StreamTail { version: self.first_version + self.events.len() as u64 - 1, position, id: self.last_id }
-    }
-}
-
-/// The events of a run of positions `[first_position, end_position)`, per stream.
-pub struct MemTable {
-    first_position: u64,
-    end_position: u64,
-    log_bytes: u64,
-    streams: HashMap<Box<str>, MemStream, RandomState>,
-    /// Each segment the memtable's events are in, with the offset just past its last event there.
-    segment_ends: SmallVec<[(u32, u64); 2]>,
-}
-
-impl MemTable {
-    fn new(first_position: u64) -> MemTable {
-        MemTable {
-            first_position,
-            end_position: first_position,
-            log_bytes: 0,
-            streams: HashMap::default(),
-            segment_ends: SmallVec::new(),
-        }
-    }
-
-    pub fn end_position(&self) -> u64 {
-        self.end_position
-    }
-
-    fn is_empty(&self) -> bool {
-        self.end_position == self.first_position
-    }
-}
-
 /// A stream's entry in a chunk, as the next entry of the stream needs it.
 struct PrevEntry {
     /// The entry's newest event, and the entry's index in its chunk.
@@ -207,6 +131,9 @@ pub struct StreamIndex {
     boot_id: [u8; 16],
     active: MemTable,
     frozen: Option<Arc<MemTable>>,
+    /// The last memtable written to disk, kept to reuse its buffers for the next active one once the indexer has
+    /// let go of it.
+    retired: Option<Arc<MemTable>>,
     chunks: Vec<Arc<Chunk>>,
     /// The chunks' first positions, contiguous for the search of [`StreamIndex::chunk_for`].
     chunk_firsts: Vec<u64>,
@@ -309,12 +236,14 @@ impl BuildView {
     pub fn build_chunks(&self, m: &MemTable) -> Result<Vec<BuiltChunk>> {
         let mut out = Vec::new();
         // Each stream's entry in the last chunk built here that holds it.
-        let mut built: HashMap<&str, PrevEntry, RandomState> = HashMap::default();
+        let mut built: HashMap<StreamId, PrevEntry, RandomState> = HashMap::default();
         // The streams in hash order, so that the previous entries looked up in each earlier chunk (sorted by hash
         // too) are found moving forward through it: at a million streams, a search from scratch per stream
         // was a third of the indexer's time, nearly all of it cache and TLB misses.
-        let mut by_hash: Vec<(&str, &MemStream)> = m.streams.iter().map(|(k, s)| (&**k, s)).collect();
+        let mut by_hash: Vec<(StreamId, &MemStream)> = m.streams().collect();
         by_hash.sort_unstable_by_key(|(_, s)| s.hash);
+        // One stream's events at a time, oldest first.
+        let mut events: Vec<(u64, Location)> = Vec::new();
         for (k, &(segment_number, end_offset)) in m.segment_ends.iter().enumerate() {
             let segment = self
                 .segments
@@ -326,35 +255,36 @@ impl BuildView {
                 None => m.end_position,
             };
             let count = (end - first) as usize;
-            struct Pending<'a> {
+            struct Pending {
                 entry: ChunkStream,
                 first_position: u64,
                 own: Vec<Location>,
                 recent: Vec<Location>,
-                name: &'a str,
+                id: StreamId,
             }
-            let mut entries: Vec<Pending<'_>> = Vec::new();
+            let mut entries: Vec<Pending> = Vec::new();
             let mut by_position = vec![u32::MAX; count];
             // Where the last search of each earlier chunk ended, by the chunk's first position.
             let mut floors: HashMap<u64, SearchFloor, RandomState> = HashMap::default();
-            for &(name, s) in &by_hash {
-                let i0 = s.events.partition_point(|e| e.1.segment() < segment_number);
-                let i1 = s.events.partition_point(|e| e.1.segment() <= segment_number);
+            for &(id, s) in &by_hash {
+                m.events_oldest_first(id, &mut events);
+                let i0 = events.partition_point(|e| e.1.segment() < segment_number);
+                let i1 = events.partition_point(|e| e.1.segment() <= segment_number);
                 if i0 == i1 {
                     continue;
                 }
-                let evs = &s.events[i0..i1];
+                let evs = &events[i0..i1];
                 for &(p, at) in evs {
                     by_position[(p - first) as usize] = at.offset();
                 }
-                let prev_position = if i0 == 0 { s.prev_position } else { s.events[i0 - 1].0 };
+                let prev_position = if i0 == 0 { s.prev_position } else { events[i0 - 1].0 };
                 // The stream's previous entry: built just above, or in an earlier chunk file. A damaged or
                 // missing earlier chunk must not stop the index (its damage is reported to the reads that need
                 // it, and marked for a rebuild): the entry then names no index there, and readers search.
                 let prev = if i0 > 0 {
-                    built.remove(name)
+                    built.remove(&id)
                 } else if prev_position != NO_CHUNK {
-                    self.prev_entry(name, s.hash, prev_position, &mut floors).ok()
+                    self.prev_entry(m.name(id), s.hash, prev_position, &mut floors).ok()
                 } else {
                     None
                 };
@@ -385,7 +315,7 @@ impl BuildView {
                     cont_entry: cont.1,
                 };
                 let own = evs.iter().map(|e| e.1).collect();
-                entries.push(Pending { entry, first_position: evs[0].0, own, recent, name });
+                entries.push(Pending { entry, first_position: evs[0].0, own, recent, id });
             }
             if by_position.contains(&u32::MAX) {
                 return Err(Error::corrupt(&self.dir, 0, "memtable has a hole in its positions"));
@@ -406,7 +336,7 @@ impl BuildView {
                     continue;
                 }
                 built.insert(
-                    p.name,
+                    p.id,
                     PrevEntry {
                         position: p.entry.last_position,
                         entry: i as u32,
@@ -579,13 +509,16 @@ impl StreamIndex {
     }
 
     /// The stream in the newest memtable that holds it (the active one, else the frozen one).
-    fn memtable_stream(&self, stream: &str) -> Option<&MemStream> {
-        self.active.streams.get(stream).or_else(|| self.frozen.as_ref().and_then(|f| f.streams.get(stream)))
+    fn memtable_stream(&self, stream: &str) -> Option<(&MemTable, StreamId)> {
+        fn found<'a>(m: &'a MemTable, stream: &str) -> Option<(&'a MemTable, StreamId)> {
+            m.find(stream).map(|id| (m, id))
+        }
+        found(&self.active, stream).or_else(|| self.frozen.as_deref().and_then(|f| found(f, stream)))
     }
 
     /// The stream's newest event if a memtable holds it.
     fn memtable_tail(&self, stream: &str) -> Option<StreamTail> {
-        self.memtable_stream(stream).map(MemStream::tail)
+        self.memtable_stream(stream).map(|(m, id)| m.tail(id))
     }
 
     /// The chunk holding `position` (below the indexed end).
@@ -614,18 +547,18 @@ impl StreamIndex {
         // Newest first, each piece reversed: one vector, reversed once at the end.
         let mut out: Vec<Location> = Vec::new();
         let mut prev = NO_CHUNK;
-        let from_mem = |m: &MemStream, out: &mut Vec<Location>| {
-            let skip = from_version.saturating_sub(m.first_version).min(m.events.len() as u64) as usize;
-            out.extend(m.events[skip..].iter().rev().map(|e| e.1));
-            if m.first_version > from_version {
-                m.prev_position
+        let from_mem = |m: &MemTable, id: StreamId, out: &mut Vec<Location>| {
+            m.locations_newest_first(id, from_version, out);
+            let s = m.stream(id);
+            if s.first_version > from_version {
+                s.prev_position
             } else {
                 NO_CHUNK
             }
         };
         let frozen = self.frozen.as_deref();
-        if let Some(m) = self.memtable_stream(stream) {
-            prev = from_mem(m, &mut out);
+        if let Some((m, id)) = self.memtable_stream(stream) {
+            prev = from_mem(m, id, &mut out);
         } else if let Some((t, _)) = self.directory_tail(log, stream)? {
             if t.version >= from_version {
                 prev = t.position;
@@ -637,8 +570,8 @@ impl StreamIndex {
         let mut prev_entry: Option<u32> = None;
         while prev != NO_CHUNK {
             if let Some(f) = frozen.filter(|f| prev >= f.first_position) {
-                let m = f.streams.get(stream).ok_or_else(|| self.broken_chain(stream, prev))?;
-                prev = from_mem(m, &mut out);
+                let id = f.find(stream).ok_or_else(|| self.broken_chain(stream, prev))?;
+                prev = from_mem(f, id, &mut out);
                 continue;
             }
             let chunk = self.chunk_for(prev).ok_or_else(|| self.broken_chain(stream, prev))?;
@@ -711,21 +644,27 @@ impl StreamIndex {
     /// (the writer holds them until the sync).
     pub fn newest_visible(&self, stream: &str, version: u64, head: u64) -> Option<u64> {
         let mut version = version;
-        loop {
-            match self.memtable_event(stream, version).flatten() {
-                Some((position, _)) if position >= head => version = version.checked_sub(1)?,
-                _ => return Some(version),
+        for m in [Some(&self.active), self.frozen.as_deref()].into_iter().flatten() {
+            let Some(id) = m.find(stream) else { continue };
+            let first = m.stream(id).first_version;
+            if version < first {
+                continue;
+            }
+            match m.newest_visible(id, version, head) {
+                Some(v) => return Some(v),
+                None => version = first.checked_sub(1)?,
             }
         }
+        Some(version)
     }
 
     /// `stream`'s event at `version` (position and location) if a memtable holds the stream from that version
     /// on: `Some(None)` past its newest event, `None` if no memtable answers.
     fn memtable_event(&self, stream: &str, version: u64) -> Option<Option<(u64, Location)>> {
         for m in [Some(&self.active), self.frozen.as_deref()].into_iter().flatten() {
-            if let Some(s) = m.streams.get(stream) {
-                if version >= s.first_version {
-                    return Some(s.events.get((version - s.first_version) as usize).copied());
+            if let Some(id) = m.find(stream) {
+                if version >= m.stream(id).first_version {
+                    return Some(m.event_at(id, version));
                 }
             }
         }
@@ -751,18 +690,18 @@ impl StreamIndex {
         frames: impl IntoIterator<Item = PushedFrame>,
     ) -> std::result::Result<(), PushError> {
         debug_assert_eq!(first_position, self.active.end_position);
-        let added = if let Some(m) = self.active.streams.get_mut(stream) {
-            let expected = m.first_version + m.events.len() as u64;
+        if let Some(id) = self.active.find(stream) {
+            let expected = self.active.stream(id).last_version() + 1;
             if expected != first_version {
                 return Err(PushError::Gap { expected, found: first_version });
             }
-            add_frames(&mut m.events, &mut m.last_id, first_position, frames)
+            self.active.add(id, first_position, frames);
         } else {
             let prev_position = match prev {
                 PrevEvent::Known(prev) => prev.unwrap_or(NO_CHUNK),
                 PrevEvent::LookUp(log) => {
-                    let before = match self.frozen.as_ref().and_then(|f| f.streams.get(stream)) {
-                        Some(m) => Some(m.tail()),
+                    let before = match self.frozen.as_deref().and_then(|f| f.find(stream).map(|id| f.tail(id))) {
+                        Some(t) => Some(t),
                         None => self.directory_tail(log, stream).map_err(PushError::Corrupt)?.map(|(t, _)| t),
                     };
                     let expected = before.map_or(0, |t| t.version + 1);
@@ -772,23 +711,8 @@ impl StreamIndex {
                     before.map_or(NO_CHUNK, |t| t.position)
                 }
             };
-            let (mut events, mut last_id) = (SmallVec::new(), [0u8; 16]);
-            let added = add_frames(&mut events, &mut last_id, first_position, frames);
-            if events.is_empty() {
-                return Ok(()); // a memtable stream has events
-            }
             let hash = self.hash(stream);
-            let m = MemStream { hash, first_version, prev_position, events, last_id };
-            self.active.streams.insert(stream.into(), m);
-            added
-        };
-        let Some((segment, end)) = added.end else { return Ok(()) };
-        let m = &mut self.active;
-        m.end_position = added.end_position;
-        m.log_bytes += added.bytes;
-        match m.segment_ends.last_mut() {
-            Some((s, e)) if *s == segment => *e = end,
-            _ => m.segment_ends.push((segment, end)),
+            self.active.insert(stream, hash, first_version, prev_position, first_position, frames);
         }
         Ok(())
     }
@@ -813,7 +737,8 @@ impl StreamIndex {
             return None;
         }
         let end = self.active.end_position;
-        let m = std::mem::replace(&mut self.active, MemTable::new(end));
+        let next = self.retired.take().and_then(|r| Arc::try_unwrap(r).ok()).and_then(|r| r.reset(end));
+        let m = std::mem::replace(&mut self.active, next.unwrap_or_else(|| MemTable::new(end)));
         self.frozen = Some(Arc::new(m));
         Some(end)
     }
@@ -847,7 +772,7 @@ impl StreamIndex {
     /// The directory needs to grow before `m`'s streams are applied: returns what the indexer needs to build the
     /// larger table outside the lock.
     pub fn directory_needs_growth(&self, m: &MemTable) -> bool {
-        self.directory.needs_growth(m.streams.len() as u64)
+        self.directory.needs_growth(m.stream_count() as u64)
     }
 
     /// The directory slot each stream hash starts its probe at, for [`StreamIndex::stream_names`].
@@ -881,30 +806,30 @@ impl StreamIndex {
         self.directory_generation += 1;
     }
 
-    /// The names of a memtable's streams, for applying it in batches, in the order of their directory slots: at
-    /// millions of streams the directory is far larger than the CPU's caches, and slots visited in file order
-    /// share pages and cache lines where a random order misses on every one (under the state lock appends need).
-    /// `homes` is [`StreamIndex::directory_homes`], taken after any growth of the directory.
-    pub fn stream_names(m: &MemTable, homes: impl Fn(u64) -> u64) -> Vec<&str> {
-        let mut names: Vec<(u64, &str)> = m.streams.iter().map(|(k, s)| (homes(s.hash), &**k)).collect();
-        names.sort_unstable_by_key(|&(home, _)| home);
-        names.into_iter().map(|(_, name)| name).collect()
+    /// A memtable's streams, for applying it in batches, in the order of their directory slots: at millions of
+    /// streams the directory is far larger than the CPU's caches, and slots visited in file order share pages
+    /// and cache lines where a random order misses on every one (under the state lock appends need). `homes` is
+    /// [`StreamIndex::directory_homes`], taken after any growth of the directory.
+    pub fn apply_order(m: &MemTable, homes: impl Fn(u64) -> u64) -> Vec<StreamId> {
+        let mut order: Vec<(u64, StreamId)> = m.streams().map(|(id, s)| (homes(s.hash), id)).collect();
+        order.sort_unstable_by_key(|&(home, _)| home);
+        order.into_iter().map(|(_, id)| id).collect()
     }
 
-    /// Applies the newest event of each named stream of `m` to the directory.
-    pub fn apply(&mut self, log: &LogMap, m: &MemTable, names: &[&str]) -> Result<()> {
+    /// Applies the newest event of each of the given streams of `m` to the directory.
+    pub fn apply(&mut self, log: &LogMap, m: &MemTable, streams: &[StreamId]) -> Result<()> {
         self.directory_generation += 1;
-        for name in names {
-            let s = &m.streams[*name];
-            let (last_position, at) = *s.events.last().expect("a memtable stream has events");
+        for &id in streams {
+            let s = m.stream(id);
+            let at = m.last_location(id);
             let slot = Slot {
                 hash: s.hash,
-                last_position,
-                last_version: s.first_version + s.events.len() as u64 - 1,
+                last_position: s.last_position,
+                last_version: s.last_version(),
                 last_segment: at.segment(),
                 last_offset: at.offset(),
             };
-            self.apply_slot(log, name, slot, s.prev_position)?;
+            self.apply_slot(log, m.name(id), slot, s.prev_position)?;
         }
         Ok(())
     }
@@ -953,7 +878,7 @@ impl StreamIndex {
             self.push_chunk(Arc::new(Chunk::new(path, expect)));
         }
         if self.frozen.as_ref().is_some_and(|f| f.first_position == m.first_position) {
-            self.frozen = None;
+            self.retired = self.frozen.take();
         }
         // The streams of `m` are answered by the directory from now on.
         self.directory_generation += 1;
@@ -971,7 +896,7 @@ impl StreamIndex {
 
     /// The stream count a memtable adds at most to the directory.
     pub fn memtable_streams(m: &MemTable) -> u64 {
-        m.streams.len() as u64
+        m.stream_count() as u64
     }
 
     /// Freezes, builds, writes and applies everything in the active memtable at once (recovery and close, with
@@ -990,11 +915,11 @@ impl StreamIndex {
             let built = self.build_view(log).build_chunks(&m)?;
             StreamIndex::write_chunks(&*self.fs, &self.dir, &built)?;
             if self.directory_needs_growth(&m) {
-                let d = self.directory.snapshot().grown(&*self.fs, &self.dir, m.streams.len() as u64)?;
+                let d = self.directory.snapshot().grown(&*self.fs, &self.dir, m.stream_count() as u64)?;
                 self.install_directory(d);
             }
-            let names = StreamIndex::stream_names(&m, self.directory.homes());
-            self.apply(log, &m, &names)?;
+            let order = StreamIndex::apply_order(&m, self.directory.homes());
+            self.apply(log, &m, &order)?;
             self.publish(&m, &built);
         }
         if sync_directory {
@@ -1152,6 +1077,7 @@ impl StreamIndex {
             boot_id,
             active: MemTable::new(position),
             frozen: None,
+            retired: None,
             chunks: Vec::new(),
             chunk_firsts: Vec::new(),
             directory,
