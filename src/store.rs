@@ -28,7 +28,7 @@ use crate::event::{AppendResult, ExpectedVersion, NewEvent, Position, RecordedEv
 use crate::format::store_file::{self, StoreFile, StoreFileError};
 use crate::format::{frame, segment_header, FORMAT_VERSION};
 use crate::fs::{self, FileSystem, LockGuard};
-use crate::index::{DirectoryHint, PrevEvent, PushError, PushedFrame, StreamIndex};
+use crate::index::{DirectoryHint, Lookup, PrevEvent, PushError, PushedFrame, StreamIndex};
 use crate::indexer::Indexer;
 use crate::limits;
 use crate::log::commit::{Commit, Flusher};
@@ -216,9 +216,9 @@ type Results = SmallVec<[AppendResult; 1]>;
 enum Decision {
     /// An idempotent retry: the events are already there; this is the original result.
     Retry(AppendResult),
-    /// Append the part; its first event gets version `first_version`; the stream's newest event so far is at
-    /// position `prev` (`None`: a new stream). The index is told, so it need not look the stream up again.
-    Write { first_version: u64, prev: Option<u64> },
+    /// Append the part; its first event gets version `first_version`; `prev` is what the index said of the
+    /// stream. The index is told, so it need not look the stream up again.
+    Write { first_version: u64, prev: Lookup },
 }
 
 impl Store {
@@ -416,7 +416,7 @@ impl Store {
         // Plain loops: the iterator-collect forms into SmallVec cost several hundred instructions per append.
         let mut decisions: SmallVec<[Decision; 1]> = SmallVec::new();
         let mut planned: SmallVec<[PlannedPart<'_>; 1]> = SmallVec::new();
-        let mut planned_prev: SmallVec<[Option<u64>; 1]> = SmallVec::new();
+        let mut planned_prev: SmallVec<[Lookup; 1]> = SmallVec::new();
         {
             let state = shared.state();
             for (i, p) in parts.iter().enumerate() {
@@ -477,7 +477,7 @@ impl Store {
             let segment = written.first.segment();
             let mut offset = written.first.offset();
             let mut position = written.first_position;
-            for (part, prev) in planned.iter().zip(&planned_prev) {
+            for (part, found) in planned.iter().zip(&planned_prev) {
                 let State { log, index } = &mut *state;
                 let first_position = position;
                 let frames = part.events.iter().map(|e| {
@@ -494,7 +494,7 @@ impl Store {
                     frame
                 });
                 let pushed =
-                    index.push(part.stream, part.first_version, first_position, PrevEvent::Known(*prev), frames);
+                    index.push(part.stream, part.first_version, first_position, PrevEvent::Known(*found), frames);
                 if let Err(e) = pushed {
                     // The checks above read the same index under the writer lock: only damage found since (by
                     // another lookup) can get here. Nothing more may be written.
@@ -1028,12 +1028,12 @@ fn decide(
     part: &StreamAppend<'_>,
     hint: Option<DirectoryHint>,
 ) -> Result<Decision> {
-    let tail = state.index.tail_hinted(&state.log, part.stream, hint)?;
+    let prev = state.index.lookup(&state.log, part.stream, hint)?;
+    let tail = prev.tail;
     let actual = tail.map(|t| t.version);
     let n = part.events.len() as u64;
     let conflict = || Error::WrongExpectedVersion { stream: part.stream.to_owned(), expected: part.expected, actual };
     let next_version = actual.map_or(0, |v| v + 1);
-    let prev = tail.map(|t| t.position);
     match part.expected {
         ExpectedVersion::Exact(_) | ExpectedVersion::NoStream => {
             let start = match part.expected {

@@ -78,11 +78,22 @@ pub enum PushError {
     Corrupt(Error),
 }
 
+/// What the append path's lookup of a stream found ([`StreamIndex::lookup`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Lookup {
+    /// The stream's newest event, `None` if it has none.
+    pub tail: Option<StreamTail>,
+    /// Where the active memtable holds the stream, if it does: that memtable (by its first position, which no
+    /// later active memtable shares) and the stream's place in it, so that [`StreamIndex::push`] need not look it
+    /// up again.
+    active: Option<(u64, StreamId)>,
+}
+
 /// What [`StreamIndex::push`] is told of the stream's newest event before the run.
 pub enum PrevEvent<'a> {
-    /// Its position (`None`: the stream has no event), looked up by the caller since the last change to the
-    /// index (the append path does, under the writer lock).
-    Known(Option<u64>),
+    /// What a lookup found, since the last change to the index (the append path looks up under the writer
+    /// lock).
+    Known(Lookup),
     /// Not looked up: `push` looks it up, through `log` if no memtable holds the stream, and checks the run's
     /// first version against it (recovery).
     LookUp(&'a LogMap),
@@ -488,13 +499,23 @@ impl StreamIndex {
     /// As [`StreamIndex::tail`], answering from `hint` instead of the directory if the directory has not changed
     /// since the hint was taken.
     pub fn tail_hinted(&self, log: &LogMap, stream: &str, hint: Option<DirectoryHint>) -> Result<Option<StreamTail>> {
-        match self.memtable_tail(stream) {
-            Some(t) => Ok(Some(t)),
-            None => match hint {
-                Some(h) if h.generation == self.directory_generation => Ok(h.tail),
-                _ => Ok(self.directory_tail(log, stream)?.map(|(t, _)| t)),
-            },
+        self.lookup(log, stream, hint).map(|l| l.tail)
+    }
+
+    /// As [`StreamIndex::tail_hinted`], also saying where the active memtable holds the stream, for
+    /// [`StreamIndex::push`].
+    pub fn lookup(&self, log: &LogMap, stream: &str, hint: Option<DirectoryHint>) -> Result<Lookup> {
+        if let Some(id) = self.active.find(stream) {
+            return Ok(Lookup { tail: Some(self.active.tail(id)), active: Some((self.active.first_position, id)) });
         }
+        let tail = match self.frozen.as_deref().and_then(|f| f.find(stream).map(|id| f.tail(id))) {
+            Some(t) => Some(t),
+            None => match hint {
+                Some(h) if h.generation == self.directory_generation => h.tail,
+                _ => self.directory_tail(log, stream)?.map(|(t, _)| t),
+            },
+        };
+        Ok(Lookup { tail, active: None })
     }
 
     /// Looks the stream up as [`StreamIndex::tail`] does and forgets the answer, keeping only a hint if the
@@ -690,7 +711,19 @@ impl StreamIndex {
         frames: impl IntoIterator<Item = PushedFrame>,
     ) -> std::result::Result<(), PushError> {
         debug_assert_eq!(first_position, self.active.end_position);
-        if let Some(id) = self.active.find(stream) {
+        let active = match &prev {
+            PrevEvent::Known(Lookup { active: Some((memtable, id)), .. })
+                if *memtable == self.active.first_position =>
+            {
+                debug_assert_eq!(self.active.name(*id), stream);
+                Some(*id)
+            }
+            PrevEvent::Known(Lookup { active: Some(_), .. }) | PrevEvent::LookUp(_) => self.active.find(stream),
+            // The lookup found no such stream in the active memtable, and the caller has kept the index from
+            // changing since.
+            PrevEvent::Known(Lookup { active: None, .. }) => None,
+        };
+        if let Some(id) = active {
             let expected = self.active.stream(id).last_version() + 1;
             if expected != first_version {
                 return Err(PushError::Gap { expected, found: first_version });
@@ -698,7 +731,7 @@ impl StreamIndex {
             self.active.add(id, first_position, frames);
         } else {
             let prev_position = match prev {
-                PrevEvent::Known(prev) => prev.unwrap_or(NO_CHUNK),
+                PrevEvent::Known(found) => found.tail.map_or(NO_CHUNK, |t| t.position),
                 PrevEvent::LookUp(log) => {
                     let before = match self.frozen.as_deref().and_then(|f| f.find(stream).map(|id| f.tail(id))) {
                         Some(t) => Some(t),
