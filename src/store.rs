@@ -1067,15 +1067,18 @@ fn decide(
 }
 
 /// If the stream's events at versions `start..start + n` carry exactly the part's ids, in order, the result of
-/// the append that wrote them. Frames the writer still holds (`unflushed`) are read from its buffer.
+/// the append that wrote them. Frames the writer still holds (`unflushed`) are read from its buffer. The
+/// locations are looked up once for the whole part: one at a time, each lookup would walk the stream's chain of
+/// events from its newest, and a retried batch would cost the square of its length.
 fn retry_of(
     state: &State,
     unflushed: Option<Unflushed<'_>>,
     part: &StreamAppend<'_>,
     start: u64,
 ) -> Result<Option<AppendResult>> {
-    let frame_of = |version: u64, verify: bool| -> Result<Option<frame::Frame>> {
-        let Some(at) = state.index.location(&state.log, part.stream, version)? else { return Ok(None) };
+    let locations = state.index.locations_from(&state.log, part.stream, start)?;
+    let Some(locations) = locations.get(..part.events.len()) else { return Ok(None) };
+    let frame_at = |at: Location, verify: bool| -> Result<frame::Frame> {
         let segment = state
             .log
             .segment(at.segment())
@@ -1085,30 +1088,25 @@ fn retry_of(
             // Encoded by this writer and not yet in the file: bounds and checksum checked as in the file (the
             // names were encoded from `&str`).
             let f = if verify { frame::decode_with(bytes, segment.hasher()) } else { frame::decode_unverified(bytes) };
-            return f.map(Some).map_err(|e| Error::corrupt(segment.path(), offset as u64, e.to_string()));
+            return f.map_err(|e| Error::corrupt(segment.path(), offset as u64, e.to_string()));
         }
         if verify {
-            return segment.event_at(offset).map(Some);
+            return segment.event_at(offset);
         }
         // The hot path of every `Any` append compares ids only: the header is bounds-checked, its checksum is
         // not recomputed. A match is verified below before anything is answered from it.
         let bytes = segment.bytes().get(offset..).unwrap_or_default();
-        frame::decode_unverified(bytes)
-            .map(Some)
-            .map_err(|e| Error::corrupt(segment.path(), offset as u64, e.to_string()))
+        frame::decode_unverified(bytes).map_err(|e| Error::corrupt(segment.path(), offset as u64, e.to_string()))
     };
-    for (version, e) in (start..).zip(part.events) {
-        match frame_of(version, false)? {
-            Some(f) if f.id == *e.id().as_bytes() => {}
-            _ => return Ok(None),
+    for (&at, e) in locations.iter().zip(part.events) {
+        if frame_at(at, false)?.id != *e.id().as_bytes() {
+            return Ok(None);
         }
     }
-    let n = part.events.len() as u64;
     let mut last_position = 0;
-    for (version, e) in (start..).zip(part.events) {
-        let f = frame_of(version, true)?.expect("present above");
+    for ((version, &at), e) in (start..).zip(locations).zip(part.events) {
+        let f = frame_at(at, true)?;
         if f.version != version || f.id != *e.id().as_bytes() {
-            let at = state.index.location(&state.log, part.stream, version)?.expect("present above");
             let path = state.log.segment(at.segment()).map(|s| s.path().to_path_buf()).unwrap_or_default();
             return Err(Error::corrupt(
                 path,
@@ -1118,6 +1116,7 @@ fn retry_of(
         }
         last_position = f.position;
     }
+    let n = part.events.len() as u64;
     Ok(Some(AppendResult {
         first_version: start,
         last_version: start + n - 1,

@@ -270,3 +270,34 @@ fn append_many_retry_with_a_conflicting_part_writes_nothing() {
     assert_conflict(store.append_many(&parts), "b", ExpectedVersion::NoStream, Some(0));
     assert_eq!(observe(&store, &["a", "b"]), before);
 }
+
+/// A retry of a batch of the largest size is recognised whether its events are still in the memtable, in a
+/// later memtable's chain behind newer events, or in the index files after a reopen; a retry that names one
+/// event more than the stream has past the expected version is a conflict.
+#[test]
+fn a_full_batch_retry_is_recognised_wherever_its_events_are_indexed() {
+    let dir = tempfile::tempdir().unwrap();
+    let batch = evs(annals::limits::BATCH_EVENTS_MAX);
+    let (first, before) = {
+        let store = Store::open(dir.path()).unwrap();
+        store.append("s", ExpectedVersion::NoStream, &evs(3)).unwrap();
+        let r = store.append("s", ExpectedVersion::Exact(2), &batch).unwrap();
+        assert_eq!((r.first_version, r.last_version), (3, 10_002));
+        // Still the newest events: an `Any` retry of the last append, and an exact one.
+        assert_eq!(store.append("s", ExpectedVersion::Any, &batch).unwrap(), r);
+        assert_eq!(store.append("s", ExpectedVersion::Exact(2), &batch).unwrap(), r);
+        store.append("s", ExpectedVersion::Exact(10_002), &evs(5)).unwrap();
+        store.append("other", ExpectedVersion::NoStream, &evs(2)).unwrap();
+        // Behind newer events of the same stream.
+        assert_eq!(store.append("s", ExpectedVersion::Exact(2), &batch).unwrap(), r);
+        // Versions 10 ..= 10,002 of the batch and six events more: the stream has only five past them.
+        let mut longer = batch[7..].to_vec();
+        longer.extend(evs(6));
+        let conflict = store.append("s", ExpectedVersion::Exact(9), &longer);
+        assert_conflict(conflict, "s", ExpectedVersion::Exact(9), Some(10_007));
+        (r, observe(&store, &["s", "other"]))
+    };
+    let store = Store::open(dir.path()).unwrap();
+    assert_eq!(store.append("s", ExpectedVersion::Exact(2), &batch).unwrap(), first);
+    assert_eq!(observe(&store, &["s", "other"]), before);
+}

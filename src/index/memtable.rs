@@ -178,20 +178,6 @@ impl MemTable {
         self.events[(position - self.first_position) as usize]
     }
 
-    /// The stream's event at `version` (position and location): `None` if it is past the newest or before the
-    /// oldest here.
-    pub fn event_at(&self, id: StreamId, version: u64) -> Option<(u64, Location)> {
-        let s = &self.streams[id];
-        if version < s.first_version || version > s.last_version() {
-            return None;
-        }
-        let mut position = s.last_position;
-        for _ in version..s.last_version() {
-            position = self.event(position).prev;
-        }
-        Some((position, self.event(position).location))
-    }
-
     /// The newest version at or below `version` (which must be at or above the stream's first version here)
     /// whose position is below `head`, walking back through the stream's events here; `None` if none of them
     /// from `version` down is. A version past the newest is returned as it is.
@@ -358,10 +344,7 @@ mod tests {
         assert_eq!(m.name(a), "a");
 
         assert_eq!(m.tail(a), StreamTail { version: 7, position: 1003, id: [4; 16] });
-        assert_eq!(m.event_at(a, 5), Some((1000, Location::new(0, 0))));
-        assert_eq!(m.event_at(a, 6), Some((1002, Location::new(0, 200))));
-        assert_eq!(m.event_at(a, 8), None);
-        assert_eq!(m.event_at(a, 4), None);
+        assert_eq!(m.last_location(a), Location::new(0, 300));
 
         let mut out = Vec::new();
         m.locations_newest_first(a, 6, &mut out);

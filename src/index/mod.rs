@@ -651,14 +651,6 @@ impl StreamIndex {
         }
     }
 
-    /// Where the event `version` of `stream` is.
-    pub fn location(&self, log: &LogMap, stream: &str, version: u64) -> Result<Option<Location>> {
-        if let Some(event) = self.memtable_event(stream, version) {
-            return Ok(event.map(|(_, at)| at));
-        }
-        Ok(self.locations_from(log, stream, version)?.first().copied())
-    }
-
     /// The newest version of `stream`, at or below `version`, whose event is visible (its position is below
     /// `head`); `None` if none is. Events not yet visible (written, waiting for their sync) are all in a
     /// memtable, which knows their positions, so no frame is read: the frames may not even be in the file yet
@@ -677,19 +669,6 @@ impl StreamIndex {
             }
         }
         Some(version)
-    }
-
-    /// `stream`'s event at `version` (position and location) if a memtable holds the stream from that version
-    /// on: `Some(None)` past its newest event, `None` if no memtable answers.
-    fn memtable_event(&self, stream: &str, version: u64) -> Option<Option<(u64, Location)>> {
-        for m in [Some(&self.active), self.frozen.as_deref()].into_iter().flatten() {
-            if let Some(id) = m.find(stream) {
-                if version >= m.stream(id).first_version {
-                    return Some(m.event_at(id, version));
-                }
-            }
-        }
-        None
     }
 
     /// An offset at or before `position`'s frame in the segment holding it, from the chunk files.
