@@ -198,7 +198,7 @@ struct AnnalsSession {
 }
 
 fn new_event(e: &Event) -> annals::NewEvent {
-    annals::NewEvent::new(EVENT_TYPE, e.payload.clone()).with_id(e.id)
+    annals::NewEvent::new_with_id(e.id, EVENT_TYPE, e.payload.clone())
 }
 
 impl Session for AnnalsSession {
