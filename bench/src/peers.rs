@@ -203,12 +203,16 @@ fn new_event(e: &Event) -> annals::NewEvent {
 
 impl Session for AnnalsSession {
     fn append(&mut self, stream: &str, expected: Expected, events: &[Event]) -> Res<Appended> {
-        let events: Vec<annals::NewEvent> = events.iter().map(new_event).collect();
         let expected = match expected {
             Expected::Any => annals::ExpectedVersion::Any,
             Expected::Exact(v) => annals::ExpectedVersion::Exact(v),
         };
-        match self.store.append(stream, expected, &events) {
+        // A single event needs no vector (W1, W2, W4 and W5 append one at a time).
+        let appended = match events {
+            [e] => self.store.append(stream, expected, std::slice::from_ref(&new_event(e))),
+            _ => self.store.append(stream, expected, &events.iter().map(new_event).collect::<Vec<_>>()),
+        };
+        match appended {
             Ok(r) => Ok(Appended::Ok { last_version: r.last_version }),
             Err(annals::Error::WrongExpectedVersion { .. }) => Ok(Appended::Conflict),
             Err(e) => Err(e.into()),
