@@ -232,6 +232,8 @@ impl MemTable {
     /// Adds frames to a stream that has events here, from `first_position` on (the memtable's end).
     #[inline]
     pub fn add(&mut self, id: StreamId, first_position: u64, frames: impl IntoIterator<Item = PushedFrame>) -> Added {
+        // Positions are implicit (the index into `events`): they must arrive in order, without gaps.
+        debug_assert_eq!(first_position, self.first_position + self.events.len() as u64);
         let s = &self.streams[id];
         let (mut last, mut count, mut last_id) = (s.last_position, s.count, s.last_id);
         let added = add_frames(&mut self.events, &mut last, &mut count, &mut last_id, first_position, frames);
@@ -252,6 +254,7 @@ impl MemTable {
         first_position: u64,
         frames: impl IntoIterator<Item = PushedFrame>,
     ) -> Added {
+        debug_assert_eq!(first_position, self.first_position + self.events.len() as u64);
         let (mut last, mut count, mut last_id) = (NO_EVENT, 0, [0u8; 16]);
         let added = add_frames(&mut self.events, &mut last, &mut count, &mut last_id, first_position, frames);
         if count == 0 {
