@@ -505,15 +505,13 @@ impl StreamIndex {
     /// As [`StreamIndex::tail_hinted`], also saying where the active memtable holds the stream, for
     /// [`StreamIndex::push`].
     pub fn lookup(&self, log: &LogMap, stream: &str, hint: Option<DirectoryHint>) -> Result<Lookup> {
-        if let Some(id) = self.active.find(stream) {
-            return Ok(Lookup { tail: Some(self.active.tail(id)), active: Some((self.active.first_position, id)) });
+        if let Some((m, id)) = self.memtable_stream(stream) {
+            let active = std::ptr::eq(m, &self.active).then_some((m.first_position, id));
+            return Ok(Lookup { tail: Some(m.tail(id)), active });
         }
-        let tail = match self.frozen.as_deref().and_then(|f| f.find(stream).map(|id| f.tail(id))) {
-            Some(t) => Some(t),
-            None => match hint {
-                Some(h) if h.generation == self.directory_generation => h.tail,
-                _ => self.directory_tail(log, stream)?.map(|(t, _)| t),
-            },
+        let tail = match hint {
+            Some(h) if h.generation == self.directory_generation => h.tail,
+            _ => self.directory_tail(log, stream)?.map(|(t, _)| t),
         };
         Ok(Lookup { tail, active: None })
     }
@@ -712,6 +710,8 @@ impl StreamIndex {
             let prev_position = match prev {
                 PrevEvent::Known(found) => found.tail.map_or(NO_CHUNK, |t| t.position),
                 PrevEvent::LookUp(log) => {
+                    // The active memtable does not hold the stream (looked up above): the frozen one, else the
+                    // directory.
                     let before = match self.frozen.as_deref().and_then(|f| f.find(stream).map(|id| f.tail(id))) {
                         Some(t) => Some(t),
                         None => self.directory_tail(log, stream).map_err(PushError::Corrupt)?.map(|(t, _)| t),
