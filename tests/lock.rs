@@ -216,3 +216,50 @@ fn the_lock_dies_with_the_process_that_held_it() {
     let got: Vec<_> = store.read_stream("from-child", 0).unwrap().map(|e| e.unwrap().payload().to_vec()).collect();
     assert_eq!(got, [b"child was here".to_vec()], "the killed child's acknowledged append survived");
 }
+
+/// A forked child shares its parent's open files until it calls `exec` (and for good if it never does). The
+/// folder lock must not be shared with it: a store dropped while another thread forks would otherwise keep its
+/// folder locked, and an open right after the drop would fail with `Locked` (it did, with `flock`, in CI).
+#[test]
+fn a_forked_child_does_not_keep_the_folder_locked() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    store.append("s", ExpectedVersion::NoStream, &[ev("before the fork")]).unwrap();
+
+    let mut fds = [0 as libc::c_int; 2];
+    // SAFETY: `fds` has room for the two descriptors pipe writes.
+    assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0, "pipe");
+    let [read_end, write_end] = fds;
+    // SAFETY: the child calls only async-signal-safe functions (close, read, _exit) before it exits, as a
+    // fork of a multi-threaded process must.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0, "fork");
+    if pid == 0 {
+        // The child: holds copies of every descriptor of the parent, the lock file's included, until the
+        // parent closes the pipe's write end.
+        unsafe {
+            libc::close(write_end);
+            let mut byte = 0u8;
+            libc::read(read_end, (&mut byte as *mut u8).cast(), 1);
+            libc::_exit(0);
+        }
+    }
+    // SAFETY: the parent no longer needs the read end.
+    unsafe { libc::close(read_end) };
+
+    drop(store);
+    let reopened = Store::open(dir.path());
+    // Let the child go before asserting, so a failure does not leave it waiting.
+    // SAFETY: the write end is ours; closing it ends the child's read.
+    unsafe { libc::close(write_end) };
+    let mut status = 0;
+    // SAFETY: `pid` is our child; `status` is a valid out-parameter.
+    assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+    let store = reopened.expect("open right after the drop, while a forked child still holds the parent's files");
+    assert_eq!(store.stream_version("s"), Some(0));
+    // And the lock taken by the reopen holds against other processes, the child's exit notwithstanding.
+    let mut child = spawn_child(dir.path(), "expect-locked");
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    wait_for_line(&mut child, &mut stdout, "LOCKED");
+    assert!(child.wait().unwrap().success(), "another process saw Error::Locked");
+}

@@ -119,10 +119,22 @@ impl MappingMut for StdMappingMut {
     }
 }
 
+/// An `flock` lock on the lock file, released when dropped.
 #[derive(Debug)]
-struct StdLock(#[allow(dead_code, reason = "held for its Drop, which releases the lock")] File);
+struct StdLock(File);
 
 impl LockGuard for StdLock {}
+
+impl Drop for StdLock {
+    fn drop(&mut self) {
+        // Unlock before the file is closed. An `flock` lock belongs to the open file description, which a child
+        // process shares from its fork until its `exec` (or for good, if it never calls one): closing only this
+        // descriptor would leave the folder locked while another thread of this process spawns a process, and
+        // an open right after the drop would fail with `Locked`. Unlocking releases it for every sharer. A
+        // failure leaves the lock to the close, as before.
+        let _ = self.0.unlock();
+    }
+}
 
 impl FileHandle for StdFile {
     fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
