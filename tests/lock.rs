@@ -217,9 +217,10 @@ fn the_lock_dies_with_the_process_that_held_it() {
     assert_eq!(got, [b"child was here".to_vec()], "the killed child's acknowledged append survived");
 }
 
-/// A forked child shares its parent's open files until it calls `exec` (and for good if it never does). The
-/// folder lock must not be shared with it: a store dropped while another thread forks would otherwise keep its
-/// folder locked, and an open right after the drop would fail with `Locked` (it did, with `flock`, in CI).
+/// A forked child shares its parent's open files, the lock file's included, until it calls `exec` (and for good
+/// if it never does). Dropping a store must release the folder all the same: otherwise a store dropped while
+/// another thread spawns a process keeps its folder locked, and an open right after the drop fails with `Locked`
+/// (it did in CI, when the drop only closed the lock file).
 #[test]
 fn a_forked_child_does_not_keep_the_folder_locked() {
     let dir = tempfile::tempdir().unwrap();
@@ -237,6 +238,8 @@ fn a_forked_child_does_not_keep_the_folder_locked() {
     if pid == 0 {
         // The child: holds copies of every descriptor of the parent, the lock file's included, until the
         // parent closes the pipe's write end.
+        // SAFETY: the descriptors are the pipe's, open in this process; `byte` is a valid one-byte buffer;
+        // `_exit` ends the child without running the parent's destructors or the test harness.
         unsafe {
             libc::close(write_end);
             let mut byte = 0u8;
