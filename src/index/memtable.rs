@@ -168,6 +168,18 @@ impl MemTable {
         self.events[(position - self.first_position) as usize]
     }
 
+    /// The stream's events here, newest first: (position, location), following the chain.
+    fn newest_first(&self, id: StreamId) -> impl Iterator<Item = (u64, Location)> + '_ {
+        let s = &self.streams[id];
+        let mut position = s.last_position;
+        (0..s.count).map(move |_| {
+            let e = self.event(position);
+            let here = position;
+            position = e.prev;
+            (here, e.location)
+        })
+    }
+
     /// The newest version at or below `version` (which must be at or above the stream's first version here)
     /// whose position is below `head`, walking back through the stream's events here; `None` if none of them
     /// from `version` down is. A version past the newest is returned as it is.
@@ -177,45 +189,26 @@ impl MemTable {
         if version > s.last_version() {
             return Some(version);
         }
-        let mut position = s.last_position;
-        for _ in version..s.last_version() {
-            position = self.event(position).prev;
-        }
-        let mut version = version;
-        while position >= head {
-            if version == s.first_version {
-                return None;
-            }
-            version -= 1;
-            position = self.event(position).prev;
-        }
-        Some(version)
+        // Versions from the newest down, with their positions: the first at or below `version` that is visible.
+        let versions = (s.first_version..=s.last_version()).rev();
+        versions
+            .zip(self.newest_first(id))
+            .skip_while(|&(v, _)| v > version)
+            .find(|&(_, (p, _))| p < head)
+            .map(|(v, _)| v)
     }
 
     /// Appends the locations of the stream's events from `from_version` on to `out`, newest first.
     pub fn locations_newest_first(&self, id: StreamId, from_version: u64, out: &mut Vec<Location>) {
         let s = &self.streams[id];
         let skip = from_version.saturating_sub(s.first_version).min(s.count);
-        out.reserve((s.count - skip) as usize);
-        let mut position = s.last_position;
-        for _ in skip..s.count {
-            let e = self.event(position);
-            out.push(e.location);
-            position = e.prev;
-        }
+        out.extend(self.newest_first(id).take((s.count - skip) as usize).map(|(_, at)| at));
     }
 
     /// Replaces `out` with the stream's events here (position and location), oldest first.
     pub fn events_oldest_first(&self, id: StreamId, out: &mut Vec<(u64, Location)>) {
-        let s = &self.streams[id];
         out.clear();
-        out.reserve(s.count as usize);
-        let mut position = s.last_position;
-        for _ in 0..s.count {
-            let e = self.event(position);
-            out.push((position, e.location));
-            position = e.prev;
-        }
+        out.extend(self.newest_first(id));
         out.reverse();
     }
 
