@@ -336,14 +336,22 @@ fn durable_appends(dir: &Path, threads: usize, n: u64, streams: u64) -> annals::
         all.add(h.join().expect("a bench thread panicked")?).expect("same bounds");
     }
     let secs = started.elapsed().as_secs_f64();
-    let stats = store.stats();
     let mut figures = vec![("events_per_s", (threads as u64 * n) as f64 / secs)];
     figures.extend(latency_figures(&all));
-    figures.push(("appends_per_sync", stats.synced_appends as f64 / stats.syncs.max(1) as f64));
-    // A cycle is one sync plus the time until the next one starts; the sync's part is its recent average.
-    figures.push(("cycle_us", secs * 1e6 / stats.syncs.max(1) as f64));
-    figures.push(("sync_us", stats.sync_average_us as f64));
+    figures.extend(group_figures(&store, secs));
     Ok(figures)
+}
+
+/// How the group commit went over a timed part of `secs` seconds: appends per sync, and the cycle (one sync
+/// plus the time until the next one starts) against the sync's own recent average.
+fn group_figures(store: &Store, secs: f64) -> [(&'static str, f64); 3] {
+    let stats = store.stats();
+    let syncs = stats.syncs.max(1) as f64;
+    [
+        ("appends_per_sync", stats.synced_appends as f64 / syncs),
+        ("cycle_us", secs * 1e6 / syncs),
+        ("sync_us", stats.sync_average_us as f64),
+    ]
 }
 
 /// The W6/W7/W8 store: 1M events over 10,000 streams (100 each, interleaved), Buffered, then synced.
@@ -426,9 +434,11 @@ fn commands(dir: &Path, scale: f64) -> annals::Result<Vec<(&'static str, f64)>> 
         conflicts += c;
     }
     let secs = started.elapsed().as_secs_f64();
-    Ok(vec![
+    let mut figures = vec![
         ("commands_per_s", (8 * per_thread) as f64 / secs),
         ("conflicts", conflicts as f64),
         ("p99_us", all.value_at_quantile(0.99) as f64),
-    ])
+    ];
+    figures.extend(group_figures(&store, secs));
+    Ok(figures)
 }
