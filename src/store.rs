@@ -1471,4 +1471,48 @@ mod tests {
         let fresh = st.index.directory_hint(&st.log, "s").unwrap();
         assert_eq!(st.index.tail_hinted(&st.log, "s", Some(fresh)).unwrap(), tail);
     }
+
+    /// The indexer applies a memtable to the directory in batches, between appends: a hint taken before must
+    /// stay usable through the batches (they only touch streams the frozen memtable answers for) and must not be
+    /// used once the memtable is published.
+    #[test]
+    fn a_directory_hint_outlives_the_apply_of_a_memtable_but_not_its_publication() {
+        let dir = tempfile::tempdir().unwrap();
+        let store =
+            Options::new().durability(Durability::Buffered).index_checkpoint_bytes(1 << 30).open(dir.path()).unwrap();
+        store.append("s", ExpectedVersion::NoStream, &[NewEvent::new("E", "0")]).unwrap();
+        store.sync().unwrap();
+        {
+            let mut st = store.shared.state_mut();
+            let State { log, index } = &mut *st;
+            index.checkpoint_now(log, false).unwrap();
+        }
+        let hint = {
+            let st = store.shared.state();
+            st.index.directory_hint(&st.log, "s").expect("s is in the directory only")
+        };
+        // Other streams' events, frozen and applied as the indexer does, one stream per batch.
+        for name in ["u", "v", "w"] {
+            store.append(name, ExpectedVersion::NoStream, &[NewEvent::new("E", "0")]).unwrap();
+        }
+        store.sync().unwrap();
+        let mut st = store.shared.state_mut();
+        let State { log, index } = &mut *st;
+        index.freeze().expect("the active memtable has events");
+        let m = index.frozen().unwrap();
+        let built = index.build_view(log).build_chunks(&m).unwrap();
+        crate::index::StreamIndex::write_chunks(&crate::fs::StdFileSystem, dir.path(), &built).unwrap();
+        let order = crate::index::StreamIndex::apply_order(&m, index.directory_homes());
+        for batch in order.chunks(1) {
+            index.apply(log, &m, batch).unwrap();
+            assert!(index.hint_is_current(&hint), "applying other streams leaves the hint in use");
+            assert_eq!(index.tail_hinted(log, "s", Some(hint)).unwrap().map(|t| t.version), Some(0));
+            assert_eq!(index.tail(log, "u").unwrap().map(|t| t.version), Some(0), "the frozen memtable answers");
+        }
+        index.publish(&m, &built);
+        assert!(!index.hint_is_current(&hint), "a published memtable changes what the directory answers");
+        for name in ["s", "u", "v", "w"] {
+            assert_eq!(index.tail(log, name).unwrap().map(|t| t.version), Some(0), "{name} after the publication");
+        }
+    }
 }

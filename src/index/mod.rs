@@ -516,6 +516,12 @@ impl StreamIndex {
         Ok(Lookup { tail, active: None })
     }
 
+    /// Whether `hint` would still be used by a lookup (the directory has not changed since it was taken).
+    #[cfg(test)]
+    pub fn hint_is_current(&self, hint: &DirectoryHint) -> bool {
+        hint.generation == self.directory_generation
+    }
+
     /// Looks the stream up as [`StreamIndex::tail`] does and forgets the answer, keeping only a hint if the
     /// directory gave it. The append path does this before it takes the writer lock, so that the cache misses
     /// of a large directory are not taken under the lock, and passes the hint to the check under the lock.
@@ -829,8 +835,13 @@ impl StreamIndex {
     }
 
     /// Applies the newest event of each of the given streams of `m` to the directory.
+    ///
+    /// The directory's generation does not change here: every stream whose slot this sets is in `m`, which stays
+    /// the frozen memtable until [`StreamIndex::publish`], so until then a memtable answers for it before any
+    /// hint; and the answer for a stream that no memtable holds stays what it was (its slot is not touched, and a
+    /// hint holds the answer, not the slot). The indexer applies in small batches between appends, and a change
+    /// per batch would send the hints of every appender waiting for the writer lock back to the directory.
     pub fn apply(&mut self, log: &LogMap, m: &MemTable, streams: &[StreamId]) -> Result<()> {
-        self.directory_generation += 1;
         for &id in streams {
             let s = m.stream(id);
             let at = m.last_location(id);
