@@ -30,8 +30,8 @@ use crate::log::commit::Commit;
 use crate::store::State;
 
 /// Streams applied to the directory per hold of the state write lock. Appends and reads wait while it is held:
-/// at a million streams a slot costs about 150 ns to apply (a cache and TLB miss, and often a page's first
-/// write since the last sync), so 1,024 held the lock for about 150 us, long enough for a group commit to
+/// at a million streams a slot costs about 170 ns to apply (a cache and TLB miss, and often a page's first
+/// write since the last sync), so 1,024 held the lock for 170-190 us, long enough for a group commit to
 /// leave a stalled appender behind; 64 hold it for about 12 us, 8 with their slots prefetched first
 /// (docs/PERFORMANCE.md, "The stream index at scale").
 const APPLY_BATCH: usize = 64;
