@@ -716,12 +716,9 @@ impl StreamIndex {
             let prev_position = match prev {
                 PrevEvent::Known(found) => found.tail.map_or(NO_CHUNK, |t| t.position),
                 PrevEvent::LookUp(log) => {
-                    // The active memtable does not hold the stream (looked up above): the frozen one, else the
-                    // directory.
-                    let before = match self.frozen.as_deref().and_then(|f| f.find(stream).map(|id| f.tail(id))) {
-                        Some(t) => Some(t),
-                        None => self.directory_tail(log, stream).map_err(PushError::Corrupt)?.map(|(t, _)| t),
-                    };
+                    // The active memtable does not hold the stream (looked up above), so this answers from the
+                    // frozen one, else the directory.
+                    let before = self.lookup(log, stream, None).map_err(PushError::Corrupt)?.tail;
                     let expected = before.map_or(0, |t| t.version + 1);
                     if expected != first_version {
                         return Err(PushError::Gap { expected, found: first_version });
