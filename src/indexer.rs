@@ -262,7 +262,14 @@ fn flush_frozen(
         st.index.directory_needs_growth(&m).then(|| st.index.directory_snapshot())
     };
     if let Some(snapshot) = snapshot {
-        let grown = snapshot.grown(fs, dir, extra).map_err(|_| Failure::Retry)?;
+        let grown = snapshot.grown(fs, dir, extra).map_err(|e| {
+            if e.kind() != std::io::ErrorKind::InvalidData {
+                return Failure::Retry;
+            }
+            // A damaged slot: the directory cannot be grown from, and the open must rebuild it.
+            crate::index::mark_for_rebuild(fs, dir);
+            Failure::Fatal(crate::Error::corrupt(dir.join(crate::index::directory::FILE_NAME), 0, e.to_string()))
+        })?;
         write(state).index.install_directory(grown);
     }
     let homes = read(state).index.directory_homes();

@@ -15,7 +15,10 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use annals::format::index::{decode_chunk_header, ChunkHeader, DirectoryHeader};
+use annals::format::index::{
+    decode_chunk_header, read_slot, ChunkHeader, DirectoryHeader, SlotRead, DIRECTORY_HEADER_BYTES, SLOT_BYTES,
+    SLOT_NAME_MAX,
+};
 use annals::format::{frame, segment_header};
 use annals::fs::sim::{CrashMode, Rng, SimFs};
 use annals::fs::{FileHandle, FileSystem, LockGuard, Mapping, MappingMut, OpenMode, StdFileSystem};
@@ -322,11 +325,21 @@ fn disk_options() -> Options {
     Options::new().segment_size(1 << 20).durability(Durability::Buffered)
 }
 
+/// The name of stream `i` of [`build_store`]: every third one longer than a directory slot holds.
+fn stream_name(i: usize) -> String {
+    if i.is_multiple_of(3) {
+        format!("acct-{i}-{}", "long".repeat(SLOT_NAME_MAX / 4))
+    } else {
+        format!("acct-{i}")
+    }
+}
+
 /// A store of `appends` appends of 1 to 3 events (payloads up to `max_payload` bytes) over 60 streams, indexed
 /// in chunks of `checkpoint` bytes of log; closed cleanly, so everything is in chunk files.
 fn build_store(dir: &Path, rng: &mut Rng, appends: usize, max_payload: u64, checkpoint: u64) -> Model {
     let store = disk_options().index_checkpoint_bytes(checkpoint).open(dir).unwrap();
-    let streams: Vec<String> = (0..60).map(|i| format!("acct-{i}")).collect();
+    // A third of the names are too long for a directory slot (confirmed against the stream's newest frame).
+    let streams: Vec<String> = (0..60).map(stream_name).collect();
     let mut model = Model { throttle: Some(checkpoint), ..Model::default() };
     for _ in 0..appends {
         // A few hot streams cross many chunks; the others hold a few events each.
@@ -404,7 +417,10 @@ fn forced_collisions(bits: u32, test: &str) {
     let mut rng = Rng::new(seed(test));
     let dir = tempfile::tempdir().unwrap();
     let options = disk_options().stream_hash_bits(bits).index_checkpoint_bytes(4 << 10);
-    let names: Vec<String> = (0..300).map(|i| format!("c-{i}-{}", rng.below(1000))).collect();
+    // Every other name is too long for a directory slot: those slots are confirmed against the frame.
+    let long = "x".repeat(SLOT_NAME_MAX);
+    let names: Vec<String> =
+        (0..300).map(|i| format!("c-{i}-{}{}", rng.below(1000), if i % 2 == 0 { "" } else { &long })).collect();
     let ghosts: Vec<String> = (0..20).map(|i| format!("ghost-{i}")).collect();
     let mut model = Model { throttle: Some(4 << 10), ..Model::default() };
 
@@ -821,6 +837,46 @@ fn assert_damage_seen_by_reads(store: &Store, dir: &Path, model: &Model, from: u
     assert!(dir.join(MARKER).exists(), "{what}: the rebuild marker is written");
 }
 
+/// Rewrites `streams.dir` as the build before directory version 2 wrote it (docs/FORMAT.md, "Versioning"): the
+/// same header with `index_version` 1, and 32-byte slots (hash, last position, last version, last segment + 1,
+/// last offset) in the same places, without names, ids or checksums.
+fn write_version_1_directory(dir: &Path) {
+    let path = dir.join(DIRECTORY);
+    let v2 = std::fs::read(&path).unwrap();
+    let h = DirectoryHeader::decode(&v2).unwrap();
+    let mut v1 = vec![0u8; DIRECTORY_HEADER_BYTES + h.slot_count() as usize * 32];
+    v1[..DIRECTORY_HEADER_BYTES].copy_from_slice(&v2[..DIRECTORY_HEADER_BYTES]);
+    v1[12..16].copy_from_slice(&1u32.to_le_bytes());
+    let crc = crc32fast::hash(&v1[12..128]);
+    v1[8..12].copy_from_slice(&crc.to_le_bytes());
+    let slots = &v2[DIRECTORY_HEADER_BYTES..];
+    for i in 0..h.slot_count() as usize {
+        if let SlotRead::Used(s) = read_slot(slots, i) {
+            let at = DIRECTORY_HEADER_BYTES + i * 32;
+            v1[at..at + 8].copy_from_slice(&s.hash.to_le_bytes());
+            v1[at + 8..at + 16].copy_from_slice(&s.last_position.to_le_bytes());
+            v1[at + 16..at + 24].copy_from_slice(&s.last_version.to_le_bytes());
+            v1[at + 24..at + 28].copy_from_slice(&(s.last_segment + 1).to_le_bytes());
+            v1[at + 28..at + 32].copy_from_slice(&s.last_offset.to_le_bytes());
+        }
+    }
+    std::fs::write(&path, v1).unwrap();
+}
+
+/// The index of the directory slot that holds `stream` (by its name, or for a long name by its newest event's
+/// position).
+fn slot_of(dir: &Path, stream: &str, model: &Model) -> usize {
+    let b = std::fs::read(dir.join(DIRECTORY)).unwrap();
+    let h = DirectoryHeader::decode(&b).unwrap();
+    let last = *model.streams[stream].last().unwrap();
+    (0..h.slot_count() as usize)
+        .find(|&i| match read_slot(&b[DIRECTORY_HEADER_BYTES..], i) {
+            SlotRead::Used(s) => s.name().map_or(s.last_position == last, |n| n == stream.as_bytes()),
+            _ => false,
+        })
+        .unwrap_or_else(|| panic!("no slot holds {stream:?}"))
+}
+
 /// The next open rebuilds the index (and removes the marker); everything reads back.
 fn assert_rebuilt_after_marker(dir: &Path, model: &Model, rng: &mut Rng, what: &str) {
     let old_key = directory_header(dir).hash_key;
@@ -860,6 +916,7 @@ fn missing_or_invalid_index_files_are_rebuilt_from_the_log() {
         let what = format!("streams.dir header byte {offset} damaged");
         assert_rebuilt_at_open(base.path(), &model, &mut rng, &what, |dir| flip_byte(&dir.join(DIRECTORY), offset));
     }
+    assert_rebuilt_at_open(base.path(), &model, &mut rng, "streams.dir of version 1", write_version_1_directory);
     let remove = |first: u64| move |dir: &Path| std::fs::remove_file(dir.join(chunk_name(first))).unwrap();
     assert_rebuilt_at_open(base.path(), &model, &mut rng, "the first chunk file missing", remove(firsts[0]));
     assert_rebuilt_at_open(base.path(), &model, &mut rng, "the last chunk file missing", remove(firsts[n - 1]));
@@ -913,7 +970,86 @@ fn a_damaged_chunk_file_is_reported_and_rebuilt_at_the_next_open() {
 }
 
 // ---------------------------------------------------------------------------------------------------------
-// 6. read_all from any position, through the chunks' sparse maps
+// 6. A damaged directory slot
+
+/// A slot whose checksum fails is never trusted: the stream's appends and lookups report the damage (saying "no
+/// such stream" would let an append start it again at version 0), the rebuild marker is written, and the next
+/// open rebuilds the index. Other streams are unaffected.
+#[test]
+fn a_damaged_directory_slot_is_reported_and_rebuilt_at_the_next_open() {
+    let mut rng = Rng::new(seed("a_damaged_directory_slot_is_reported_and_rebuilt_at_the_next_open"));
+    let dir = tempfile::tempdir().unwrap();
+    let model = build_store(dir.path(), &mut rng, 1000, 900, 16 << 10);
+    let stream = stream_name(1 + rng.below(59) as usize);
+    let byte = rng.below(SLOT_BYTES as u64);
+    let slot = slot_of(dir.path(), &stream, &model);
+    let what = format!("slot {slot} ({stream:?}) damaged at its byte {byte}");
+    flip_byte(&dir.path().join(DIRECTORY), (DIRECTORY_HEADER_BYTES + slot * SLOT_BYTES) as u64 + byte);
+
+    let store = disk_options().open(dir.path()).unwrap();
+    assert!(!dir.path().join(MARKER).exists(), "{what}: the damage is not found at open");
+    let last = model.streams[&stream].len() as u64 - 1;
+    match store.append(&stream, ExpectedVersion::Exact(last), &[NewEvent::new("E", "x")]) {
+        Err(Error::Corrupt { file, .. }) => assert_eq!(file, dir.path().join(DIRECTORY), "{what}: the file named"),
+        other => panic!("{what}: append: {other:?}"),
+    }
+    match store.append(&stream, ExpectedVersion::Any, &[NewEvent::new("E", "x")]) {
+        Err(Error::Corrupt { .. }) => {}
+        other => panic!("{what}: append Any: {other:?}"),
+    }
+    assert_eq!(store.stream_version(&stream), None, "{what}: a damaged index answers None");
+    assert!(dir.path().join(MARKER).exists(), "{what}: the rebuild marker is written");
+    for (other, ps) in model.streams.iter().filter(|(s, _)| **s != stream) {
+        // Streams whose probe passes the damaged slot and finds theirs after it are still answered.
+        if let Some(v) = store.stream_version(other) {
+            assert_eq!(v, ps.len() as u64 - 1, "{what}: stream_version({other:?})");
+        }
+    }
+    drop(store);
+    assert_rebuilt_after_marker(dir.path(), &model, &mut rng, &what);
+}
+
+/// After a crash the open applies again every chunk the directory may not hold durably, and a slot torn by the
+/// crash belongs to one of the streams applied again: the open takes the damaged slot over, and nothing is
+/// reported or rebuilt.
+#[test]
+fn a_torn_directory_slot_of_a_stream_applied_again_is_repaired_at_open() {
+    let mut rng = Rng::new(seed("a_torn_directory_slot_of_a_stream_applied_again_is_repaired_at_open"));
+    let dir = tempfile::tempdir().unwrap();
+    let model = build_store(dir.path(), &mut rng, 1000, 900, 16 << 10);
+    let firsts = chunk_firsts(&names_in(dir.path()));
+    // Say the directory is durable only up to chunk k, as if the process or the machine had stopped after the
+    // slots of the later chunks were written but before the directory was synced (another boot: the open trusts
+    // only `synced_through`); and tear the slot of a stream whose newest event is in a later chunk.
+    let k = 1 + rng.below(firsts.len() as u64 - 2) as usize;
+    let (_, newest) = streams_touching(&model, firsts[k], u64::MAX);
+    let stream = newest[rng.below(newest.len() as u64) as usize].clone();
+    let slot = slot_of(dir.path(), &stream, &model);
+    let what = format!("directory synced through chunk {k}, slot {slot} ({stream:?}) torn");
+    let path = dir.path().join(DIRECTORY);
+    let mut b = std::fs::read(&path).unwrap();
+    let mut h = DirectoryHeader::decode(&b).unwrap();
+    h.synced_through = firsts[k];
+    h.applied_through = firsts[k];
+    h.boot_id = [0; 16];
+    h.encode_into(&mut b[..DIRECTORY_HEADER_BYTES]);
+    let at = DIRECTORY_HEADER_BYTES + slot * SLOT_BYTES;
+    b[at + 40..at + SLOT_BYTES].fill(0xA5);
+    std::fs::write(&path, b).unwrap();
+
+    let key = directory_header(dir.path()).hash_key;
+    let store = disk_options().open(dir.path()).unwrap();
+    assert_eq!(directory_header(dir.path()).hash_key, key, "{what}: no rebuild at open");
+    let last = model.streams[&stream].len() as u64 - 1;
+    assert_eq!(store.stream_version(&stream), Some(last), "{what}: stream_version");
+    assert_eq!(read_stream(&store, &stream, 0).unwrap(), model.stream_events(&stream), "{what}: read_stream");
+    drop(store);
+    check_disk_store(dir.path(), &model, &mut rng, &what);
+    assert_eq!(directory_header(dir.path()).used, model.streams.len() as u64, "{what}: one slot per stream");
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// 7. read_all from any position, through the chunks' sparse maps
 
 #[test]
 fn read_all_from_any_position_after_a_clean_reopen() {

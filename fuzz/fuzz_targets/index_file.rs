@@ -5,8 +5,9 @@
 #![no_main]
 
 use annals::format::index::{
-    chunk_stream, chunk_stream_hash, decode_chunk_header, read_slot, DirectoryHeader, CHUNK_HEADER_BYTES,
-    CHUNK_STREAM_BYTES, DIRECTORY_HEADER_BYTES, SLOT_BYTES,
+    chunk_stream, chunk_stream_hash, decode_chunk_header, read_slot, seal_slot, write_slot, DirectoryHeader,
+    SlotRead, CHUNK_HEADER_BYTES, CHUNK_STREAM_BYTES, DIRECTORY_HEADER_BYTES, DIRECTORY_VERSION, SLOT_BYTES,
+    SLOT_NAME_MAX,
 };
 use libfuzzer_sys::fuzz_target;
 
@@ -54,8 +55,15 @@ fn directory(b: &[u8]) {
     assert_eq!(h.file_bytes(), b.len() as u64, "an accepted directory header describes exactly the file");
     assert!(h.used <= h.slot_count() && h.synced_through <= h.applied_through);
     let slots = &b[DIRECTORY_HEADER_BYTES..];
+    let mut one = vec![0u8; SLOT_BYTES];
     for i in 0..h.slot_count() as usize {
-        let _ = read_slot(slots, i);
+        // A slot that passes its checksum holds a name of at most SLOT_NAME_MAX bytes, and writing what was read
+        // gives the same slot back.
+        if let SlotRead::Used(s) = read_slot(slots, i) {
+            assert!(s.name().is_none_or(|n| n.len() <= SLOT_NAME_MAX));
+            write_slot(&mut one, 0, &s);
+            assert_eq!(read_slot(&one, 0), SlotRead::Used(s), "slot {i} round-trips");
+        }
     }
     let mut again = b.to_vec();
     h.encode_into(&mut again[..DIRECTORY_HEADER_BYTES]);
@@ -77,14 +85,19 @@ fuzz_target!(|data: &[u8]| {
         chunk(&b);
     }
     // A directory built from the input: its header page (zero-padded), at the size the header claims if that is
-    // small enough, with the header checksum made valid; the rest of the input fills the slots.
+    // small enough, with the current version and the header checksum made valid; the rest of the input fills the
+    // slots, each with its checksum made valid too.
     if data.len() >= 24 {
         let log2 = read_u32(data, 16);
         let slots = if (4..=MAX_SLOTS_LOG2).contains(&log2) { 1usize << log2 } else { 16 };
         let mut b = vec![0u8; DIRECTORY_HEADER_BYTES + slots * SLOT_BYTES];
         let n = data.len().min(b.len());
         b[..n].copy_from_slice(&data[..n]);
+        b[12..16].copy_from_slice(&DIRECTORY_VERSION.to_le_bytes());
         fix_checksum(&mut b, 128);
+        for i in 0..slots {
+            seal_slot(&mut b[DIRECTORY_HEADER_BYTES..], i);
+        }
         directory(&b);
     }
 });

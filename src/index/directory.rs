@@ -2,8 +2,10 @@
 //! an open-addressing hash table with linear probing, used in place through shared mappings.
 //!
 //! Nothing of the table is read at open: a lookup touches one or two slots (a page of the page cache). A slot
-//! holds a hash, not a name; the caller confirms a match by reading the stream name in the event frame the slot
-//! points to, so two names with the same hash are told apart exactly (they simply occupy two slots).
+//! holds the stream's hash, and its name if the name fits ([`SLOT_NAME_MAX`] bytes); the caller confirms a match
+//! against that name, or for a longer name against the stream name in the event frame the slot points to, so two
+//! names with the same hash are told apart exactly (they simply occupy two slots). Each slot has its own
+//! checksum: a slot torn by a power loss, or damaged, is never trusted (see [`Probe`]).
 //!
 //! Concurrency: lookups read through a read-only mapping under the store's state read lock; the indexer thread
 //! changes slots through a writable mapping of the same file only under the state write lock, so no reader ever
@@ -14,7 +16,9 @@ use std::io;
 use std::path::Path;
 use std::sync::Arc;
 
-use crate::format::index::{self, DirectoryHeader, Slot, DIRECTORY_HEADER_BYTES, SLOT_BYTES};
+#[cfg(doc)]
+use crate::format::index::SLOT_NAME_MAX;
+use crate::format::index::{self, DirectoryHeader, Slot, SlotRead, DIRECTORY_HEADER_BYTES, SLOT_BYTES};
 use crate::fs::{FileHandle, FileSystem, Mapping, MappingMut, OpenMode};
 
 /// The directory's file name inside the store folder.
@@ -77,22 +81,44 @@ impl Directory {
         &self.read.bytes()[DIRECTORY_HEADER_BYTES..]
     }
 
-    /// The slot of the stream with hash `hash` for which `is_it` says yes, probing past other streams with the
-    /// same hash; `None` if an empty slot is reached first.
-    pub fn find<E>(
-        &self,
-        hash: u64,
-        mut is_it: impl FnMut(&Slot) -> Result<bool, E>,
-    ) -> Result<Option<(usize, Slot)>, E> {
+    /// Probes for the stream with hash `hash`: its slot is the first with that hash for which `is_it` says yes
+    /// (other streams with the same hash are passed over). Only slots that carry the hash are read and verified
+    /// on the way; if the stream is not found, every slot passed is verified too, since a damaged one may have
+    /// been the stream's.
+    pub fn find<E>(&self, hash: u64, mut is_it: impl FnMut(&Slot) -> Result<bool, E>) -> Result<Probe, E> {
         let slots = self.slots();
-        let mut i = (spread(hash) & self.mask) as usize;
-        loop {
-            match index::read_slot(slots, i) {
-                None => return Ok(None),
-                Some(s) if s.hash == hash && is_it(&s)? => return Ok(Some((i, s))),
-                Some(_) => i = (i + 1) & self.mask as usize,
+        let mask = self.mask as usize;
+        let home = (spread(hash) & self.mask) as usize;
+        let mut damaged = None;
+        let mut i = home;
+        // Both cache lines of the slot at once: the second (the name) is not asked for until the first is in.
+        crate::prefetch::range(slots, home * SLOT_BYTES, SLOT_BYTES);
+        while let Some(h) = index::slot_hash(slots, i) {
+            if h == hash {
+                match index::read_slot(slots, i) {
+                    SlotRead::Used(s) => {
+                        if is_it(&s)? {
+                            return Ok(Probe { found: Some((i, s)), damaged, empty: i });
+                        }
+                    }
+                    SlotRead::Damaged => {
+                        damaged.get_or_insert(i);
+                    }
+                    SlotRead::Empty => unreachable!("slot_hash said it is used"),
+                }
+            }
+            i = (i + 1) & mask;
+        }
+        if damaged.is_none() {
+            let mut j = home;
+            while j != i && damaged.is_none() {
+                if index::read_slot(slots, j) == SlotRead::Damaged {
+                    damaged = Some(j);
+                }
+                j = (j + 1) & mask;
             }
         }
+        Ok(Probe { found: None, damaged, empty: i })
     }
 
     /// The slot each hash's probe sequence starts at, as a function to use without the directory (it holds while
@@ -106,16 +132,6 @@ impl Directory {
     pub fn prefetch_home(&self, hash: u64) {
         let i = (spread(hash) & self.mask) as usize;
         crate::prefetch::range(self.slots(), i * SLOT_BYTES, SLOT_BYTES);
-    }
-
-    /// The first empty slot on `hash`'s probe sequence.
-    pub fn free_slot(&self, hash: u64) -> usize {
-        let slots = self.slots();
-        let mut i = (spread(hash) & self.mask) as usize;
-        while index::read_slot(slots, i).is_some() {
-            i = (i + 1) & self.mask as usize;
-        }
-        i
     }
 
     /// Writes slot `i` (`new`: it was empty). Only under the store's state write lock.
@@ -169,6 +185,19 @@ impl Directory {
     }
 }
 
+/// What [`Directory::find`] found.
+#[derive(Debug)]
+pub struct Probe {
+    /// The stream's slot and what it holds.
+    pub found: Option<(usize, Slot)>,
+    /// A damaged slot the probe passed (a write torn by a power loss, or damage), if any. Looked for among the
+    /// slots with the stream's hash, and among all the slots passed if the stream was not found: then the
+    /// stream's own slot may be the damaged one.
+    pub damaged: Option<usize>,
+    /// If the stream was not found: the empty slot where the probe stopped.
+    pub empty: usize,
+}
+
 /// The directory as of one moment: only the indexer changes slots, so it stays as it was while the indexer builds
 /// a grown copy from it.
 pub struct Snapshot {
@@ -178,7 +207,9 @@ pub struct Snapshot {
 
 impl Snapshot {
     /// A new, larger directory holding every slot of this one, replacing the file atomically. Durable, with
-    /// `synced_through` = `applied_through`.
+    /// `synced_through` = `applied_through`. A damaged slot fails it with [`io::ErrorKind::InvalidData`]: where
+    /// it belongs in the larger table is not known (its hash is not trusted), and a stream whose slot is lost
+    /// would start again at version 0.
     pub fn grown(&self, fs: &dyn FileSystem, dir: &Path, extra: u64) -> io::Result<Directory> {
         let mut log2 = self.header.slot_count_log2 + 1;
         while (self.header.used + extra) * 1024 > (1u64 << log2) * MAX_LOAD_PER_1024 {
@@ -191,12 +222,21 @@ impl Snapshot {
         write_new(fs, dir, header, |slots| {
             let mask = (1u64 << log2) - 1;
             for i in 0..old_count {
-                if let Some(s) = index::read_slot(old, i) {
-                    let mut j = (spread(s.hash) & mask) as usize;
-                    while index::read_slot(slots, j).is_some() {
-                        j = (j + 1) & mask as usize;
+                match index::read_slot(old, i) {
+                    SlotRead::Empty => {}
+                    SlotRead::Damaged => {
+                        return Err(io::Error::new(
+                            io::ErrorKind::InvalidData,
+                            format!("slot {i} of {FILE_NAME} is damaged (checksum mismatch)"),
+                        ));
                     }
-                    index::write_slot(slots, j, &s);
+                    SlotRead::Used(s) => {
+                        let mut j = (spread(s.hash) & mask) as usize;
+                        while index::slot_hash(slots, j).is_some() {
+                            j = (j + 1) & mask as usize;
+                        }
+                        index::write_slot(slots, j, &s);
+                    }
                 }
             }
             Ok(())

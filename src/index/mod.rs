@@ -186,6 +186,63 @@ fn frame_at(segments: &[Arc<Segment>], at: Location) -> Result<(EventPeek, &[u8]
         .map_err(|e| Error::corrupt(segment.path(), at.offset() as u64, format!("index points at no event frame: {e}")))
 }
 
+/// Whether `slot`, which carries `stream`'s hash but not its name (too long for a slot), is `stream`'s: the
+/// frame it points at names the stream. A frame that cannot be read, or a valid frame elsewhere's, is noted in
+/// `unreadable` (reported if no other slot matches); the stream's frame at the wrong position or version is an
+/// error (a misplaced frame, RELIABILITY.md rule 3, or a wrong slot: both are named).
+fn confirm_by_frame(log: &LogMap, stream: &str, slot: &Slot, unreadable: &mut Option<Error>) -> Result<bool> {
+    let at = Location::new(slot.last_segment, slot.last_offset);
+    let (f, name) = match frame_at(log.segments(), at) {
+        Ok(x) => x,
+        Err(e) => {
+            unreadable.get_or_insert(e);
+            return Ok(false);
+        }
+    };
+    if name != stream.as_bytes() {
+        // Another stream with the same hash (its frame valid and where its slot says), or this stream's newest
+        // frame damaged (checksum) or overwritten by a valid frame from elsewhere (rule 3).
+        if let Some(segment) = log.segment(at.segment()) {
+            match segment.frame_at(at.offset() as usize) {
+                Err(e) => {
+                    unreadable.get_or_insert(e);
+                }
+                Ok(v) if v.position != slot.last_position || v.version != slot.last_version => {
+                    unreadable.get_or_insert(Error::corrupt(
+                        segment.path(),
+                        u64::from(at.offset()),
+                        format!(
+                            "a valid frame at position {} where the stream directory expects position {}",
+                            v.position, slot.last_position
+                        ),
+                    ));
+                }
+                Ok(_) => {}
+            }
+        }
+        return Ok(false);
+    }
+    if f.position != slot.last_position || f.version != slot.last_version || f.id != slot.last_id {
+        // A damaged frame is reported as such. A valid frame of the stream at the wrong place is corruption of
+        // the log (RELIABILITY.md rule 3), unless the slot itself is wrong: name the frame, and say both.
+        let Some(segment) = log.segment(at.segment()) else { unreachable!("frame_at found it") };
+        segment.event_at(at.offset() as usize)?;
+        return Err(Error::corrupt(
+            segment.path(),
+            u64::from(at.offset()),
+            format!(
+                "the frame here is {stream:?} version {} at position {}; the stream directory expects version {} at position {} here (a misplaced frame, or a damaged {})",
+                f.version,
+                f.position,
+                slot.last_version,
+                slot.last_position,
+                directory::FILE_NAME
+            ),
+        ));
+    }
+    Ok(true)
+}
+
 /// The chunk among `chunks` (with their first positions `firsts`) that holds `position`, if any.
 fn chunk_holding<'a>(chunks: &'a [Arc<Chunk>], firsts: &[u64], position: u64) -> Option<&'a Arc<Chunk>> {
     let i = firsts.partition_point(|&f| f <= position).checked_sub(1)?;
@@ -203,7 +260,7 @@ fn segment_of(segments: &[Arc<Segment>]) -> impl Fn(u64) -> Option<(u64, u64)> +
 
 /// Writes the marker that makes the next open rebuild the index: damage to an index file was found. Best
 /// effort: if even this fails, the damage is still reported, and found again next time.
-fn mark_for_rebuild(fs: &dyn FileSystem, dir: &Path) {
+pub(crate) fn mark_for_rebuild(fs: &dyn FileSystem, dir: &Path) {
     let _ = fs::write_file_atomic(fs, dir, REBUILD_MARKER, b"an index file is damaged\n");
 }
 
@@ -419,76 +476,48 @@ impl StreamIndex {
         layout::stream_hash(stream, self.hash_key, self.hash_bits)
     }
 
-    /// The stream's newest event as the directory records it, checked against the log.
+    /// The stream's newest event as the directory records it.
     ///
-    /// A slot is the stream's only if the frame it points at names the stream. A slot written after the
-    /// directory's last sync may be torn by a power loss; such slots belong to streams whose chunks the open
-    /// applied again (rewriting or replacing them), so a slot with the stream's hash that points at no valid
-    /// frame is passed over while the probe goes on. If nothing else matches, that frame is reported: the
-    /// stream's newest event is damaged (saying "no such stream" would let an append restart it at version 0).
-    /// A slot that points at the stream's frame but disagrees with it is damage too.
+    /// A slot is the stream's if it holds the stream's name. For a name too long for a slot, it is the stream's
+    /// if the frame it points at names the stream, at the slot's position and version; a slot with the stream's
+    /// hash that points at no valid frame is passed over, and if nothing else matches, that frame is reported:
+    /// the stream's newest event is damaged. A damaged slot (its checksum) is never trusted: if the probe passed
+    /// one and did not find the stream, the lookup fails and the index is marked for a rebuild. In both cases
+    /// saying "no such stream" would let an append restart the stream at version 0. (A slot torn by a power loss
+    /// is rewritten by the open, which applies again every chunk the directory may not hold durably.)
     fn directory_tail(&self, log: &LogMap, stream: &str) -> Result<Option<(StreamTail, Location)>> {
         let hash = self.hash(stream);
-        let mut found = None;
         let mut unreadable: Option<Error> = None;
-        let matched = self.directory.find(hash, |slot| {
-            let at = Location::new(slot.last_segment, slot.last_offset);
-            let (f, name) = match frame_at(log.segments(), at) {
-                Ok(x) => x,
-                Err(e) => {
-                    unreadable.get_or_insert(e);
-                    return Ok(false);
-                }
-            };
-            if name != stream.as_bytes() {
-                // Another stream with the same hash (its frame valid and where its slot says), or this stream's
-                // newest frame damaged (checksum) or overwritten by a valid frame from elsewhere (rule 3).
-                if let Some(segment) = log.segment(at.segment()) {
-                    match segment.frame_at(at.offset() as usize) {
-                        Err(e) => {
-                            unreadable.get_or_insert(e);
-                        }
-                        Ok(v) if v.position != slot.last_position || v.version != slot.last_version => {
-                            unreadable.get_or_insert(Error::corrupt(
-                                segment.path(),
-                                u64::from(at.offset()),
-                                format!(
-                                    "a valid frame at position {} where the stream directory expects position {}",
-                                    v.position, slot.last_position
-                                ),
-                            ));
-                        }
-                        Ok(_) => {}
-                    }
-                }
-                return Ok(false);
-            }
-            if f.position != slot.last_position || f.version != slot.last_version {
-                // A damaged frame is reported as such. A valid frame of the stream at the wrong place is
-                // corruption of the log (RELIABILITY.md rule 3), unless the slot itself is wrong: name the frame,
-                // and say both.
-                let Some(segment) = log.segment(at.segment()) else { unreachable!("frame_at found it") };
-                segment.event_at(at.offset() as usize)?;
-                return Err(Error::corrupt(
-                    segment.path(),
-                    u64::from(at.offset()),
-                    format!(
-                        "the frame here is {stream:?} version {} at position {}; the stream directory expects version {} at position {} here (a misplaced frame, or a damaged {})",
-                        f.version,
-                        f.position,
-                        slot.last_version,
-                        slot.last_position,
-                        directory::FILE_NAME
-                    ),
-                ));
-            }
-            found = Some((StreamTail { version: f.version, position: f.position, id: f.id }, at));
-            Ok(true)
+        let probe = self.directory.find(hash, |slot| match slot.name() {
+            Some(name) => Ok(name == stream.as_bytes()),
+            None => confirm_by_frame(log, stream, slot, &mut unreadable),
         })?;
-        match (matched, unreadable) {
-            (None, Some(e)) => Err(e),
-            _ => Ok(found),
+        if let Some((_, slot)) = probe.found {
+            let tail = StreamTail { version: slot.last_version, position: slot.last_position, id: slot.last_id };
+            return Ok(Some((tail, Location::new(slot.last_segment, slot.last_offset))));
         }
+        if let Some(i) = probe.damaged {
+            return Err(self.damaged_slot(i));
+        }
+        match unreadable {
+            Some(e) => Err(e),
+            None => Ok(None),
+        }
+    }
+
+    /// The error for damaged slot `i` of the directory, marking the index for a rebuild at the next open.
+    #[cold]
+    fn damaged_slot(&self, i: usize) -> Error {
+        if !self.rebuild_marked.swap(true, std::sync::atomic::Ordering::Relaxed) {
+            mark_for_rebuild(&*self.fs, &self.dir);
+        }
+        Error::corrupt(
+            self.dir.join(directory::FILE_NAME),
+            (layout::DIRECTORY_HEADER_BYTES + i * layout::SLOT_BYTES) as u64,
+            format!(
+                "slot {i} of the stream directory is damaged (checksum mismatch); the next open rebuilds the index"
+            ),
+        )
     }
 
     /// The stream's newest event, `None` if it has none.
@@ -853,43 +882,40 @@ impl StreamIndex {
         for &id in streams {
             let s = m.stream(id);
             let at = m.last_location(id);
-            let slot = Slot {
-                hash: s.hash,
-                last_position: s.last_position,
-                last_version: s.last_version(),
-                last_segment: at.segment(),
-                last_offset: at.offset(),
-            };
-            self.apply_slot(log, m.name(id), slot, s.prev_position)?;
+            let name = m.name(id);
+            let slot = Slot::new(name, s.hash, s.last_position, s.last_version(), at.segment(), at.offset(), s.last_id);
+            self.apply_slot(log, name, slot, s.prev_position, false)?;
         }
         Ok(())
     }
 
-    /// Sets the directory slot of `name` to `slot` unless it already records a later event. A slot of the stream
-    /// that disagrees with the frame it points at (torn by a power loss) is overwritten. `prev_position`: the
-    /// stream's newest event before the memtable, or [`NO_CHUNK`].
-    fn apply_slot(&mut self, log: &LogMap, name: &str, slot: Slot, prev_position: u64) -> Result<()> {
-        let mut consistent = true;
-        let found = self.directory.find(slot.hash, |s| {
+    /// Sets the directory slot of `name` to `slot` unless it already records a later event. `prev_position`:
+    /// the stream's newest event before the memtable, or [`NO_CHUNK`].
+    ///
+    /// `repair` is for the open, which applies again every chunk the directory may not hold durably: a slot
+    /// written since the directory's last sync may have been torn by a power loss (or by a kill in the middle of
+    /// its write), and every such slot belongs to a stream applied again then. So a stream not found takes the
+    /// first damaged slot on its probe, if there is one (perhaps its own). Otherwise a damaged slot on the probe
+    /// of a stream not found is an error: it may be the stream's.
+    fn apply_slot(&mut self, log: &LogMap, name: &str, slot: Slot, prev_position: u64, repair: bool) -> Result<()> {
+        let probe = self.directory.find(slot.hash, |s| {
             if prev_position != NO_CHUNK && s.last_position == prev_position {
                 // The slot names the stream's own previous event (a position names one event), as the lookup
-                // that found it when the memtable took the stream had checked against its frame: no frame read.
-                consistent = true;
+                // that found it when the memtable took the stream had checked: no name compared.
                 return Ok(true);
             }
-            let Ok((f, n)) = frame_at(log.segments(), Location::new(s.last_segment, s.last_offset)) else {
-                return Ok(false);
-            };
-            consistent = f.position == s.last_position && f.version == s.last_version;
-            Ok::<bool, Error>(n == name.as_bytes())
+            Ok::<bool, Error>(match s.name() {
+                Some(n) => n == name.as_bytes(),
+                None => frame_at(log.segments(), Location::new(s.last_segment, s.last_offset))
+                    .is_ok_and(|(_, n)| n == name.as_bytes()),
+            })
         })?;
-        match found {
-            Some((_, s)) if consistent && s.last_position >= slot.last_position => {}
-            Some((i, _)) => self.directory.set(i, &slot, false),
-            None => {
-                let i = self.directory.free_slot(slot.hash);
-                self.directory.set(i, &slot, true);
-            }
+        match (probe.found, probe.damaged) {
+            (Some((_, s)), _) if s.last_position >= slot.last_position => {}
+            (Some((i, _)), _) => self.directory.set(i, &slot, false),
+            (None, Some(i)) if repair => self.directory.set(i, &slot, false),
+            (None, Some(i)) => return Err(self.damaged_slot(i)),
+            (None, None) => self.directory.set(probe.empty, &slot, true),
         }
         Ok(())
     }
@@ -1180,21 +1206,28 @@ impl StreamIndex {
             for i in 0..ch.stream_count as usize {
                 let s = layout::chunk_stream(bytes, i);
                 let offsets_at = ch.layout().offsets;
-                let first_offset = crate::format::read_u32(bytes, offsets_at + s.events_at as usize * 4);
                 let last_offset = crate::format::read_u32(bytes, offsets_at + (s.events_at + s.count - 1) as usize * 4);
-                let name = frame_at(log.segments(), Location::new(segment, first_offset))?.1.to_owned();
-                let slot = Slot {
-                    hash: s.hash,
-                    last_position: s.last_position,
-                    last_version: s.first_version + s.count as u64 - 1,
-                    last_segment: segment,
-                    last_offset,
-                };
-                let name = std::str::from_utf8(&name).map_err(|_| {
+                let last_version = s.first_version + s.count as u64 - 1;
+                let (f, name) = frame_at(log.segments(), Location::new(segment, last_offset))?;
+                if (f.position, f.version) != (s.last_position, last_version) {
+                    return Err(Error::corrupt(
+                        log.segment(segment).map(|s| s.path().to_path_buf()).unwrap_or_default(),
+                        u64::from(last_offset),
+                        format!(
+                            "{} says version {last_version} at position {} is here; the frame is version {} at position {}",
+                            path.display(),
+                            s.last_position,
+                            f.version,
+                            f.position
+                        ),
+                    ));
+                }
+                let name = std::str::from_utf8(name).map_err(|_| {
                     Error::corrupt(&path, 0, "index file names an event whose stream name is not UTF-8")
                 })?;
-                // After a crash a slot may be torn: check every slot against its frame here.
-                ix.apply_slot(log, name, slot, NO_CHUNK)?;
+                let slot = Slot::new(name, s.hash, s.last_position, last_version, segment, last_offset, f.id);
+                // After a crash a slot may be torn: damaged slots met here are taken over.
+                ix.apply_slot(log, name, slot, NO_CHUNK, true)?;
             }
             end = ch.end_position;
             at = Some((segment, ch.end_offset));
