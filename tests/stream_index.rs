@@ -16,8 +16,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use annals::format::index::{
-    decode_chunk_header, read_slot, ChunkHeader, DirectoryHeader, SlotRead, DIRECTORY_HEADER_BYTES, SLOT_BYTES,
-    SLOT_NAME_MAX,
+    decode_chunk_header, read_slot, seal_slot, ChunkHeader, DirectoryHeader, SlotRead, DIRECTORY_HEADER_BYTES,
+    SLOT_BYTES, SLOT_NAME_MAX,
 };
 use annals::format::{frame, segment_header};
 use annals::fs::sim::{CrashMode, Rng, SimFs};
@@ -999,6 +999,15 @@ fn a_damaged_directory_slot_is_reported_and_rebuilt_at_the_next_open() {
     }
     assert_eq!(store.stream_version(&stream), None, "{what}: a damaged index answers None");
     assert!(dir.path().join(MARKER).exists(), "{what}: the rebuild marker is written");
+    match store.verify() {
+        Err(Error::Corrupt { file, offset, .. }) => {
+            assert_eq!(
+                (file, offset),
+                (dir.path().join(DIRECTORY), (DIRECTORY_HEADER_BYTES + slot * SLOT_BYTES) as u64)
+            )
+        }
+        other => panic!("{what}: verify: {other:?}"),
+    }
     for (other, ps) in model.streams.iter().filter(|(s, _)| **s != stream) {
         // Streams whose probe passes the damaged slot and finds theirs after it are still answered.
         if let Some(v) = store.stream_version(other) {
@@ -1007,6 +1016,38 @@ fn a_damaged_directory_slot_is_reported_and_rebuilt_at_the_next_open() {
     }
     drop(store);
     assert_rebuilt_after_marker(dir.path(), &model, &mut rng, &what);
+}
+
+/// A slot whose checksum is right but which says the wrong thing (damage that a checksum cannot see, or a bug)
+/// is found by `verify`, which compares every slot with the event it names.
+#[test]
+fn verify_compares_every_directory_slot_with_the_log() {
+    let mut rng = Rng::new(seed("verify_compares_every_directory_slot_with_the_log"));
+    let dir = tempfile::tempdir().unwrap();
+    let model = build_store(dir.path(), &mut rng, 1000, 900, 16 << 10);
+    let report = disk_options().open(dir.path()).unwrap().verify().unwrap();
+    assert_eq!(report.directory_slots, model.streams.len() as u64, "every stream's slot is checked");
+    for (field, at) in [("last_position", 8), ("last_version", 16), ("last_offset", 28), ("last_id", 40), ("name", 50)]
+    {
+        let stream = stream_name(1 + 3 * rng.below(19) as usize);
+        let slot = slot_of(dir.path(), &stream, &model);
+        let what = format!("slot {slot} ({stream:?}) with a wrong {field}");
+        let copy = tempfile::tempdir().unwrap();
+        copy_dir(dir.path(), copy.path());
+        let path = copy.path().join(DIRECTORY);
+        let mut b = std::fs::read(&path).unwrap();
+        b[DIRECTORY_HEADER_BYTES + slot * SLOT_BYTES + at] ^= 1;
+        seal_slot(&mut b[DIRECTORY_HEADER_BYTES..], slot);
+        std::fs::write(&path, b).unwrap();
+        match disk_options().open(copy.path()).unwrap().verify() {
+            Err(Error::Corrupt { file, offset, .. }) => assert_eq!(
+                (file, offset),
+                (path.clone(), (DIRECTORY_HEADER_BYTES + slot * SLOT_BYTES) as u64),
+                "{what}: verify names the slot"
+            ),
+            other => panic!("{what}: verify: {other:?}"),
+        }
+    }
 }
 
 /// After a crash the open applies again every chunk the directory may not hold durably, and a slot torn by the

@@ -121,6 +121,11 @@ impl Directory {
         Ok(Probe { found: None, damaged, empty: i })
     }
 
+    /// Slot `i` as it is, verified (for [`crate::Store::verify`]).
+    pub fn slot(&self, i: usize) -> SlotRead {
+        index::read_slot(self.slots(), i)
+    }
+
     /// The slot each hash's probe sequence starts at, as a function to use without the directory (it holds while
     /// the directory keeps its size).
     pub fn homes(&self) -> impl Fn(u64) -> u64 + Copy + use<> {

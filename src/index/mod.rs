@@ -24,7 +24,9 @@ use std::sync::Arc;
 use foldhash::fast::RandomState;
 
 use crate::format::frame::{self, EventPeek};
-use crate::format::index::{self as layout, ChunkHeader, ChunkStream, Slot, NO_CHUNK, NO_ENTRY, SPARSE_EVERY};
+use crate::format::index::{
+    self as layout, ChunkHeader, ChunkStream, Slot, SlotRead, NO_CHUNK, NO_ENTRY, SPARSE_EVERY,
+};
 use crate::fs::{self, FileSystem};
 use crate::log::reader::LogMap;
 use crate::log::segment::Segment;
@@ -988,6 +990,50 @@ impl StreamIndex {
     /// The chunks, oldest first (for verification).
     pub fn chunks(&self) -> Vec<Arc<Chunk>> {
         self.chunks.clone()
+    }
+
+    /// For [`crate::Store::verify`]: checks directory slots `from..from + count` (clipped to the table), and
+    /// returns how many are used and the table's size (which changes when the directory grows). A used slot
+    /// must pass its checksum and point at a valid event frame (its checksum verified) of the stream it names
+    /// (its name and hash), with the slot's position, version and id. A damaged slot also marks the index for
+    /// a rebuild.
+    pub fn check_slots(&self, log: &LogMap, from: usize, count: usize) -> Result<(u64, usize)> {
+        let slot_count = self.directory.header().slot_count() as usize;
+        let mut used = 0;
+        for i in from..slot_count.min(from.saturating_add(count)) {
+            let s = match self.directory.slot(i) {
+                SlotRead::Empty => continue,
+                SlotRead::Damaged => return Err(self.damaged_slot(i)),
+                SlotRead::Used(s) => s,
+            };
+            used += 1;
+            let at = Location::new(s.last_segment, s.last_offset);
+            let wrong = |why: String| {
+                Error::corrupt(
+                    self.dir.join(directory::FILE_NAME),
+                    (layout::DIRECTORY_HEADER_BYTES + i * layout::SLOT_BYTES) as u64,
+                    format!(
+                        "slot {i} disagrees with the log at segment {} offset {}: {why}",
+                        at.segment(),
+                        at.offset()
+                    ),
+                )
+            };
+            let segment = log.segment(at.segment()).ok_or_else(|| wrong("no such segment".into()))?;
+            let f = segment.event_at(at.offset() as usize).map_err(|e| wrong(e.to_string()))?;
+            let (_, name) = frame_at(log.segments(), at).map_err(|e| wrong(e.to_string()))?;
+            let name = std::str::from_utf8(name).map_err(|_| wrong("the stream name is not UTF-8".into()))?;
+            if self.hash(name) != s.hash || s.name().is_some_and(|n| n != name.as_bytes()) {
+                return Err(wrong(format!("the frame is {name:?}'s")));
+            }
+            if (f.position, f.version, f.id) != (s.last_position, s.last_version, s.last_id) {
+                return Err(wrong(format!(
+                    "the frame is version {} at position {}; the slot says version {} at position {}, or another id",
+                    f.version, f.position, s.last_version, s.last_position
+                )));
+            }
+        }
+        Ok((used, slot_count))
     }
 
     /// Checks the copied locations of every entry of `chunk`: each must hold the entry's stream at the version
