@@ -274,11 +274,12 @@ fn flush_frozen(
     }
     let homes = read(state).index.directory_homes();
     let order = StreamIndex::apply_order(&m, homes);
+    let entries = StreamIndex::newest_entries(&m, &built);
     for batch in order.chunks(APPLY_BATCH) {
         read(state).index.prefetch_directory_slots(&m, batch);
         let mut st = write(state);
         let State { log, index } = &mut *st;
-        index.apply(log, &m, batch).map_err(Failure::Fatal)?;
+        index.apply(log, &m, batch, &entries).map_err(Failure::Fatal)?;
     }
     let sync_due = {
         let mut st = write(state);

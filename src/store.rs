@@ -1503,8 +1503,9 @@ mod tests {
         let built = index.build_view(log).build_chunks(&m).unwrap();
         crate::index::StreamIndex::write_chunks(&crate::fs::StdFileSystem, dir.path(), &built).unwrap();
         let order = crate::index::StreamIndex::apply_order(&m, index.directory_homes());
+        let entries = crate::index::StreamIndex::newest_entries(&m, &built);
         for batch in order.chunks(1) {
-            index.apply(log, &m, batch).unwrap();
+            index.apply(log, &m, batch, &entries).unwrap();
             assert!(index.hint_is_current(&hint), "applying other streams leaves the hint in use");
             assert_eq!(index.tail_hinted(log, "s", Some(hint)).unwrap().map(|t| t.version), Some(0));
             assert_eq!(index.tail(log, "u").unwrap().map(|t| t.version), Some(0), "the frozen memtable answers");

@@ -43,11 +43,13 @@ const DIRECTORY_HEADER_USED: usize = 128;
 /// Bytes of one directory slot.
 pub const SLOT_BYTES: usize = 128;
 /// Longest stream name a directory slot holds (longer names are confirmed against the stream's newest frame).
-pub const SLOT_NAME_MAX: usize = SLOT_CHECKSUM_AT - SLOT_NAME_AT;
+pub const SLOT_NAME_MAX: usize = SLOT_ENTRY_AT - SLOT_NAME_AT;
 /// Where the name starts in a slot; the byte before it is the name's length.
 const SLOT_NAME_AT: usize = 49;
 /// A slot's name length byte when the name is longer than [`SLOT_NAME_MAX`].
 const SLOT_NAME_LONG: u8 = u8::MAX;
+/// Where a slot's `last_entry` is.
+const SLOT_ENTRY_AT: usize = 120;
 /// Where a slot's checksum is: the low 32 bits of XXH3-64 (seed 0) of the slot's first 124 bytes. Not crc32,
 /// as everywhere else: every lookup checks a slot, and XXH3 takes a fifth of crc32fast's instructions on 124
 /// bytes (callgrind) while still catching damage that is not crafted.
@@ -370,6 +372,8 @@ pub struct Slot {
     pub last_offset: u32,
     /// The id of the stream's newest event.
     pub last_id: [u8; 16],
+    /// The index of the stream's entry in the chunk holding `last_position`, or [`NO_ENTRY`] (search it).
+    pub last_entry: u32,
     /// The stream name's length if it is held in `name`, else [`SLOT_NAME_LONG`].
     name_len: u8,
     name: [u8; SLOT_NAME_MAX],
@@ -377,22 +381,15 @@ pub struct Slot {
 
 impl Slot {
     /// A slot for the stream `name` (kept if it fits, else only its hash is).
-    pub fn new(
-        name: &str,
-        hash: u64,
-        last_position: u64,
-        last_version: u64,
-        last_segment: u32,
-        last_offset: u32,
-        last_id: [u8; 16],
-    ) -> Slot {
+    pub fn new(name: &str, hash: u64, last: SlotEvent) -> Slot {
         let mut slot = Slot {
             hash,
-            last_position,
-            last_version,
-            last_segment,
-            last_offset,
-            last_id,
+            last_position: last.position,
+            last_version: last.version,
+            last_segment: last.segment,
+            last_offset: last.offset,
+            last_id: last.id,
+            last_entry: last.entry,
             name_len: SLOT_NAME_LONG,
             name: [0; SLOT_NAME_MAX],
         };
@@ -407,6 +404,19 @@ impl Slot {
     pub fn name(&self) -> Option<&[u8]> {
         self.name.get(..usize::from(self.name_len))
     }
+}
+
+/// A stream's newest event as its directory slot records it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SlotEvent {
+    pub position: u64,
+    pub version: u64,
+    /// Where its frame is.
+    pub segment: u32,
+    pub offset: u32,
+    pub id: [u8; 16],
+    /// The stream's entry in the chunk holding the event, or [`NO_ENTRY`].
+    pub entry: u32,
 }
 
 /// What a directory slot holds.
@@ -447,11 +457,12 @@ pub fn read_slot(slots: &[u8], i: usize) -> SlotRead {
         last_segment: segment_plus_one - 1,
         last_offset: read_u32(b, 28),
         last_id: [0; 16],
+        last_entry: read_u32(b, SLOT_ENTRY_AT),
         name_len,
         name: [0; SLOT_NAME_MAX],
     };
     slot.last_id.copy_from_slice(&b[32..48]);
-    slot.name.copy_from_slice(&b[SLOT_NAME_AT..SLOT_CHECKSUM_AT]);
+    slot.name.copy_from_slice(&b[SLOT_NAME_AT..SLOT_ENTRY_AT]);
     SlotRead::Used(slot)
 }
 
@@ -466,7 +477,8 @@ pub fn write_slot(slots: &mut [u8], i: usize, s: &Slot) {
     write_u32(b, 28, s.last_offset);
     b[32..48].copy_from_slice(&s.last_id);
     b[SLOT_NAME_AT - 1] = s.name_len;
-    b[SLOT_NAME_AT..SLOT_CHECKSUM_AT].copy_from_slice(&s.name);
+    b[SLOT_NAME_AT..SLOT_ENTRY_AT].copy_from_slice(&s.name);
+    write_u32(b, SLOT_ENTRY_AT, s.last_entry);
     let crc = slot_checksum(b);
     write_u32(b, SLOT_CHECKSUM_AT, crc);
 }
@@ -570,7 +582,8 @@ mod tests {
 
     #[test]
     fn slots_round_trip_hold_short_names_and_detect_damage() {
-        let slot = Slot::new("account-7", 1, 2, 3, 0, 4, [9; 16]);
+        let event = |id| SlotEvent { position: 2, version: 3, segment: 0, offset: 4, id, entry: 5 };
+        let slot = Slot::new("account-7", 1, event([9; 16]));
         assert_eq!(slot.name(), Some(&b"account-7"[..]));
         let mut slots = vec![0u8; 2 * SLOT_BYTES];
         assert_eq!(read_slot(&slots, 1), SlotRead::Empty);
@@ -586,8 +599,8 @@ mod tests {
         }
         let exact = "x".repeat(SLOT_NAME_MAX);
         let long = "x".repeat(SLOT_NAME_MAX + 1);
-        assert_eq!(Slot::new(&exact, 1, 2, 3, 0, 4, [0; 16]).name(), Some(exact.as_bytes()));
-        let long_slot = Slot::new(&long, 1, 2, 3, 0, 4, [0; 16]);
+        assert_eq!(Slot::new(&exact, 1, event([0; 16])).name(), Some(exact.as_bytes()));
+        let long_slot = Slot::new(&long, 1, event([0; 16]));
         assert_eq!(long_slot.name(), None);
         write_slot(&mut slots, 0, &long_slot);
         assert_eq!(read_slot(&slots, 0), SlotRead::Used(long_slot));

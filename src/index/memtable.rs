@@ -56,6 +56,9 @@ pub struct MemStream {
     pub first_version: u64,
     /// Position of the stream's last event before this memtable, or [`super::NO_CHUNK`].
     pub prev_position: u64,
+    /// The stream's entry in the chunk holding `prev_position`, as the directory said, or [`super::NO_ENTRY`]:
+    /// the indexer links to it without searching that chunk.
+    pub prev_entry: u32,
     /// Its name: `names[name_at..name_at + name_len]`.
     name_at: usize,
     name_len: usize,
@@ -156,7 +159,7 @@ impl MemTable {
     /// The stream's newest event.
     pub fn tail(&self, id: StreamId) -> StreamTail {
         let s = &self.streams[id];
-        StreamTail { version: s.last_version(), position: s.last_position, id: s.last_id }
+        StreamTail { version: s.last_version(), position: s.last_position, id: s.last_id, entry: super::NO_ENTRY }
     }
 
     /// Where the stream's newest event is.
@@ -229,7 +232,7 @@ impl MemTable {
         name: &str,
         hash: u64,
         first_version: u64,
-        prev_position: u64,
+        (prev_position, prev_entry): (u64, u32),
         first_position: u64,
         frames: impl IntoIterator<Item = PushedFrame>,
     ) {
@@ -247,6 +250,7 @@ impl MemTable {
             hash,
             first_version,
             prev_position,
+            prev_entry,
             name_at,
             name_len: name.len(),
             last_position: last,
@@ -305,11 +309,11 @@ mod tests {
     fn streams_interleaved_keep_their_own_chains() {
         let mut m = MemTable::new(1000);
         // Positions 1000..1006: a, b, a, a, c, b.
-        m.insert("a", 11, 5, 900, 1000, [frame(0, 0, 1)]);
-        m.insert("b", 22, 0, u64::MAX, 1001, [frame(0, 100, 2)]);
+        m.insert("a", 11, 5, (900, super::super::NO_ENTRY), 1000, [frame(0, 0, 1)]);
+        m.insert("b", 22, 0, (u64::MAX, super::super::NO_ENTRY), 1001, [frame(0, 100, 2)]);
         let a = m.find("a").unwrap();
         m.add(a, 1002, [frame(0, 200, 3), frame(0, 300, 4)]);
-        m.insert("c", 33, 0, u64::MAX, 1004, [frame(1, 0, 5)]);
+        m.insert("c", 33, 0, (u64::MAX, super::super::NO_ENTRY), 1004, [frame(1, 0, 5)]);
         let b = m.find("b").unwrap();
         m.add(b, 1005, [frame(1, 100, 6)]);
         assert_eq!((m.end_position(), m.log_bytes, m.stream_count()), (1006, 600, 3));
@@ -317,7 +321,7 @@ mod tests {
         assert!(m.find("d").is_none());
         assert_eq!(m.name(a), "a");
 
-        assert_eq!(m.tail(a), StreamTail { version: 7, position: 1003, id: [4; 16] });
+        assert_eq!(m.tail(a), StreamTail { version: 7, position: 1003, id: [4; 16], entry: super::super::NO_ENTRY });
         assert_eq!(m.last_location(a), Location::new(0, 300));
 
         let mut out = Vec::new();
@@ -331,7 +335,7 @@ mod tests {
         assert_eq!(evs, [(1001, Location::new(0, 100)), (1005, Location::new(1, 100))]);
 
         // No frames: no stream.
-        m.insert("e", 44, 0, u64::MAX, 1006, []);
+        m.insert("e", 44, 0, (u64::MAX, super::super::NO_ENTRY), 1006, []);
         assert!(m.find("e").is_none());
 
         let m = m.reset(2000).expect("small buffers are kept");
@@ -342,8 +346,8 @@ mod tests {
     fn newest_visible_walks_back_past_unsynced_events() {
         let mut m = MemTable::new(10);
         // Stream "a": versions 3..=6 at positions 10, 12, 13, 15.
-        m.insert("a", 1, 3, 2, 10, [frame(0, 0, 1)]);
-        m.insert("b", 2, 0, u64::MAX, 11, [frame(0, 10, 2)]);
+        m.insert("a", 1, 3, (2, super::super::NO_ENTRY), 10, [frame(0, 0, 1)]);
+        m.insert("b", 2, 0, (u64::MAX, super::super::NO_ENTRY), 11, [frame(0, 10, 2)]);
         let a = m.find("a").unwrap();
         m.add(a, 12, [frame(0, 20, 3), frame(0, 30, 4)]);
         let b = m.find("b").unwrap();
@@ -370,7 +374,14 @@ mod tests {
                     m.add(id, i, [PushedFrame { id: [0; 16], location: loc, bytes: 1 }]);
                 }
                 None => {
-                    m.insert(&name, i, 0, u64::MAX, i, [PushedFrame { id: [0; 16], location: loc, bytes: 1 }]);
+                    m.insert(
+                        &name,
+                        i,
+                        0,
+                        (u64::MAX, super::super::NO_ENTRY),
+                        i,
+                        [PushedFrame { id: [0; 16], location: loc, bytes: 1 }],
+                    );
                 }
             }
         }

@@ -25,7 +25,7 @@ use foldhash::fast::RandomState;
 
 use crate::format::frame::{self, EventPeek};
 use crate::format::index::{
-    self as layout, ChunkHeader, ChunkStream, Slot, SlotRead, NO_CHUNK, NO_ENTRY, SPARSE_EVERY,
+    self as layout, ChunkHeader, ChunkStream, Slot, SlotEvent, SlotRead, NO_CHUNK, NO_ENTRY, SPARSE_EVERY,
 };
 use crate::fs::{self, FileSystem};
 use crate::log::reader::LogMap;
@@ -61,6 +61,8 @@ pub struct StreamTail {
     pub position: u64,
     /// The id of its newest event.
     pub id: [u8; 16],
+    /// The stream's entry in the chunk holding `position`, if the directory said ([`NO_ENTRY`] otherwise).
+    pub entry: u32,
 }
 
 /// What the directory said of a stream that no memtable holds, and the directory's generation at the time: a
@@ -125,6 +127,8 @@ struct PrevEntry {
 pub struct BuiltChunk {
     pub header: ChunkHeader,
     pub bytes: Vec<u8>,
+    /// Each stream of the memtable with an entry here, and that entry's index.
+    entries: Vec<(StreamId, u32)>,
 }
 
 /// Where recovery must start reading the log: everything before is in the index files.
@@ -354,7 +358,7 @@ impl BuildView {
                 let prev = if i0 > 0 {
                     built.remove(&id)
                 } else if prev_position != NO_CHUNK {
-                    self.prev_entry(m.name(id), s.hash, prev_position, &mut floors).ok()
+                    self.prev_entry(m.name(id), s.hash, prev_position, s.prev_entry, &mut floors).ok()
                 } else {
                     None
                 };
@@ -394,9 +398,11 @@ impl BuildView {
             let mut streams = Vec::with_capacity(entries.len());
             let mut offsets = Vec::with_capacity(count);
             let mut recent_all: Vec<u64> = Vec::new();
+            let mut entry_of = Vec::with_capacity(entries.len());
             // Only a chunk of a later segment of this memtable links to the entries built here.
             let more_segments = k + 1 < m.segment_ends.len();
             for (i, mut p) in entries.into_iter().enumerate() {
+                entry_of.push((p.id, i as u32));
                 p.entry.events_at = offsets.len() as u32;
                 offsets.extend(p.own.iter().map(|l| l.offset()));
                 p.entry.recent_at = recent_all.len() as u32;
@@ -434,7 +440,7 @@ impl BuildView {
             };
             let bytes = layout::encode_chunk(header, &streams, &offsets, &recent_all, &sparse);
             let header = layout::decode_chunk_header(&bytes, false).expect("just encoded");
-            out.push(BuiltChunk { header, bytes });
+            out.push(BuiltChunk { header, bytes, entries: entry_of });
         }
         Ok(out)
     }
@@ -446,14 +452,19 @@ impl BuildView {
         stream: &str,
         hash: u64,
         position: u64,
+        known: u32,
         floors: &mut HashMap<u64, SearchFloor, RandomState>,
     ) -> Result<PrevEntry> {
         let chunk = self.chunk_for(position).ok_or_else(|| self.broken_chain(stream, position))?;
         let (bytes, h) = self.chunk_bytes(chunk)?;
-        let floor = floors.entry(chunk.first_position()).or_default();
         // `position` is the stream's own event (the memtable took it from the stream's tail), so the entry whose
-        // newest event it is must be the stream's: no frame is read to compare names.
-        match chunks::find_entry(bytes, h, hash, position, floor)? {
+        // newest event it is must be the stream's: no frame is read to compare names. The directory's slot
+        // names the entry; it is searched for only if the slot did not, or named another.
+        let found = match chunks::entry_at(bytes, h, known, hash, position) {
+            Some(e) => Some((known, e)),
+            None => chunks::find_entry(bytes, h, hash, position, floors.entry(chunk.first_position()).or_default())?,
+        };
+        match found {
             Some((i, e)) => {
                 let mut own = Vec::with_capacity(e.count as usize);
                 chunks::locations(bytes, h, &e, 0, &mut own);
@@ -495,7 +506,12 @@ impl StreamIndex {
             None => confirm_by_frame(log, stream, slot, &mut unreadable),
         })?;
         if let Some((_, slot)) = probe.found {
-            let tail = StreamTail { version: slot.last_version, position: slot.last_position, id: slot.last_id };
+            let tail = StreamTail {
+                version: slot.last_version,
+                position: slot.last_position,
+                id: slot.last_id,
+                entry: slot.last_entry,
+            };
             return Ok(Some((tail, Location::new(slot.last_segment, slot.last_offset))));
         }
         if let Some(i) = probe.damaged {
@@ -613,17 +629,19 @@ impl StreamIndex {
             }
         };
         let frozen = self.frozen.as_deref();
+        let mut directory_entry = None;
         if let Some((m, id)) = self.memtable_stream(stream) {
             prev = from_mem(m, id, &mut out);
         } else if let Some((t, _)) = self.directory_tail(log, stream)? {
             if t.version >= from_version {
                 prev = t.position;
+                directory_entry = Some(t.entry);
             }
         }
         let hash = self.hash(stream);
-        // The entry index in the chunk holding `prev`, once known: each entry names its predecessor's, so only
-        // the first chunk is searched.
-        let mut prev_entry: Option<u32> = None;
+        // The entry index in the chunk holding `prev`, once known: each entry names its predecessor's, and the
+        // directory names the newest, so a chunk is searched only where an index is missing or wrong.
+        let mut prev_entry: Option<u32> = directory_entry;
         while prev != NO_CHUNK {
             if let Some(f) = frozen.filter(|f| prev >= f.first_position) {
                 let id = f.find(stream).ok_or_else(|| self.broken_chain(stream, prev))?;
@@ -635,8 +653,10 @@ impl StreamIndex {
             // `prev` is always the newest event of the stream's entry in that chunk (the memtable's or the
             // directory's checked tail, or an entry's link), and a position names one event: the entry is found by
             // hash and position, with no frame read to compare names (the reads check every event's name).
-            let entry = match prev_entry.filter(|&i| i != NO_ENTRY) {
-                Some(i) => chunks::entry_at(bytes, h, i, hash, prev),
+            // An index that names another entry (the directory's slot is checked only by its checksum) is passed
+            // over for a search.
+            let entry = match prev_entry.and_then(|i| chunks::entry_at(bytes, h, i, hash, prev)) {
+                Some(e) => Some(e),
                 None => chunks::find_entry(bytes, h, hash, prev, &mut SearchFloor::default())?.map(|(_, e)| e),
             }
             .ok_or_else(|| self.broken_chain(stream, prev))?;
@@ -744,8 +764,8 @@ impl StreamIndex {
             }
             self.active.add(id, first_position, frames);
         } else {
-            let prev_position = match prev {
-                PrevEvent::Known(found) => found.tail.map_or(NO_CHUNK, |t| t.position),
+            let prev = match prev {
+                PrevEvent::Known(found) => found.tail.map_or((NO_CHUNK, NO_ENTRY), |t| (t.position, t.entry)),
                 PrevEvent::LookUp(log) => {
                     // The active memtable does not hold the stream (looked up above), so this answers from the
                     // frozen one, else the directory.
@@ -754,11 +774,11 @@ impl StreamIndex {
                     if expected != first_version {
                         return Err(PushError::Gap { expected, found: first_version });
                     }
-                    before.map_or(NO_CHUNK, |t| t.position)
+                    before.map_or((NO_CHUNK, NO_ENTRY), |t| (t.position, t.entry))
                 }
             };
             let hash = self.hash(stream);
-            self.active.insert(stream, hash, first_version, prev_position, first_position, frames);
+            self.active.insert(stream, hash, first_version, prev, first_position, frames);
         }
         Ok(())
     }
@@ -862,6 +882,16 @@ impl StreamIndex {
         order.into_iter().map(|(_, id)| id).collect()
     }
 
+    /// Each stream of `m`, by its id: the index of its entry in the chunk built from `m` that holds its newest
+    /// event (the last chunk with an entry for it), for the directory's slot.
+    pub fn newest_entries(m: &MemTable, built: &[BuiltChunk]) -> Vec<u32> {
+        let mut entries = vec![NO_ENTRY; m.stream_count()];
+        for (id, i) in built.iter().flat_map(|c| &c.entries) {
+            entries[*id] = *i;
+        }
+        entries
+    }
+
     /// Starts loading the directory slots that [`StreamIndex::apply`] of these streams will probe first. The
     /// indexer asks for them under the state read lock just before it takes the write lock for the batch: at a
     /// million streams nearly every slot is a cache miss, and the misses then overlap each other and the wait
@@ -880,12 +910,20 @@ impl StreamIndex {
     /// hint; and the answer for a stream that no memtable holds stays what it was (its slot is not touched, and a
     /// hint holds the answer, not the slot). The indexer applies in small batches between appends, and a change
     /// per batch would send the hints of every appender waiting for the writer lock back to the directory.
-    pub fn apply(&mut self, log: &LogMap, m: &MemTable, streams: &[StreamId]) -> Result<()> {
+    pub fn apply(&mut self, log: &LogMap, m: &MemTable, streams: &[StreamId], entries: &[u32]) -> Result<()> {
         for &id in streams {
             let s = m.stream(id);
             let at = m.last_location(id);
             let name = m.name(id);
-            let slot = Slot::new(name, s.hash, s.last_position, s.last_version(), at.segment(), at.offset(), s.last_id);
+            let last = SlotEvent {
+                position: s.last_position,
+                version: s.last_version(),
+                segment: at.segment(),
+                offset: at.offset(),
+                id: s.last_id,
+                entry: entries.get(id).copied().unwrap_or(NO_ENTRY),
+            };
+            let slot = Slot::new(name, s.hash, last);
             self.apply_slot(log, name, slot, s.prev_position, false)?;
         }
         Ok(())
@@ -978,7 +1016,7 @@ impl StreamIndex {
                 self.install_directory(d);
             }
             let order = StreamIndex::apply_order(&m, self.directory.homes());
-            self.apply(log, &m, &order)?;
+            self.apply(log, &m, &order, &StreamIndex::newest_entries(&m, &built))?;
             self.publish(&m, &built);
         }
         if sync_directory {
@@ -1031,6 +1069,17 @@ impl StreamIndex {
                     "the frame is version {} at position {}; the slot says version {} at position {}, or another id",
                     f.version, f.position, s.last_version, s.last_position
                 )));
+            }
+            if s.last_entry != NO_ENTRY {
+                let chunk = self.chunk_for(s.last_position).ok_or_else(|| wrong("no chunk holds the event".into()))?;
+                let (bytes, h) = self.chunk_bytes(log, chunk)?;
+                if chunks::entry_at(bytes, h, s.last_entry, s.hash, s.last_position).is_none() {
+                    return Err(wrong(format!(
+                        "entry {} of {} is not the stream's",
+                        s.last_entry,
+                        chunk.path().display()
+                    )));
+                }
             }
         }
         Ok((used, slot_count))
@@ -1271,7 +1320,15 @@ impl StreamIndex {
                 let name = std::str::from_utf8(name).map_err(|_| {
                     Error::corrupt(&path, 0, "index file names an event whose stream name is not UTF-8")
                 })?;
-                let slot = Slot::new(name, s.hash, s.last_position, last_version, segment, last_offset, f.id);
+                let last = SlotEvent {
+                    position: s.last_position,
+                    version: last_version,
+                    segment,
+                    offset: last_offset,
+                    id: f.id,
+                    entry: i as u32,
+                };
+                let slot = Slot::new(name, s.hash, last);
                 // After a crash a slot may be torn: damaged slots met here are taken over.
                 ix.apply_slot(log, name, slot, NO_CHUNK, true)?;
             }
