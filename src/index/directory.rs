@@ -1,5 +1,6 @@
-//! The stream directory (`streams.dir`): stream hash -> (last position, last version, offset of the last event),
-//! an open-addressing hash table with linear probing, used in place through shared mappings.
+//! The stream directory (`streams.dir`): stream -> its newest event (position, version, where its frame is, its
+//! id and its chunk entry), an open-addressing hash table with linear probing, used in place through shared
+//! mappings.
 //!
 //! Nothing of the table is read at open: a lookup touches one or two slots (a page of the page cache). A slot
 //! holds the stream's hash, and its name if the name fits ([`SLOT_NAME_MAX`] bytes); the caller confirms a match
@@ -91,8 +92,6 @@ impl Directory {
         let home = (spread(hash) & self.mask) as usize;
         let mut damaged = None;
         let mut i = home;
-        // Both cache lines of the slot at once: the second (the name) is not asked for until the first is in.
-        crate::prefetch::range(slots, home * SLOT_BYTES, SLOT_BYTES);
         while let Some(h) = index::slot_hash(slots, i) {
             if h == hash {
                 match index::read_slot(slots, i) {
