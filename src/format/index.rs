@@ -8,8 +8,8 @@
 //! (one entry per [`SPARSE_EVERY`] positions). Written once, checksummed, never changed or merged.
 //!
 //! The **directory** is an open-addressing hash table of fixed 128-byte slots (stream hash, last position, last
-//! version, segment offset and id of the last event, and the stream's name when it fits), each with its own
-//! checksum, after a 4 KiB header page. It is used in place through a shared mapping: nothing of it is read at
+//! version, segment offset, id and chunk entry of the last event, and the stream's name when it fits), each with
+//! its own checksum, after a 4 KiB header page. It is used in place through a shared mapping: nothing of it is read at
 //! open but the header.
 
 use crate::format::{read_u32, read_u64, write_u32, write_u64};
