@@ -24,7 +24,7 @@ pub struct VerifyReport {
     /// Locations copied into later index entries (each stream's recent events) checked against the log.
     pub copied_locations: u64,
     /// Stream directory slots checked: each one's checksum, and that the event it names is in the log where it
-    /// says, with its stream, position, version and id.
+    /// says, with its stream, position, version and id, and is the newest of the chunk entry it names.
     pub directory_slots: u64,
 }
 

@@ -1070,7 +1070,10 @@ impl StreamIndex {
                     f.version, f.position, s.last_version, s.last_position
                 )));
             }
-            if s.last_entry != NO_ENTRY {
+            // The indexer applies a memtable's slots before it lists the memtable's chunks: a slot may name an
+            // entry of a chunk not listed yet.
+            let listed_end = self.chunks.last().map_or(0, |c| c.end_position());
+            if s.last_entry != NO_ENTRY && s.last_position < listed_end {
                 let chunk = self.chunk_for(s.last_position).ok_or_else(|| wrong("no chunk holds the event".into()))?;
                 let (bytes, h) = self.chunk_bytes(log, chunk)?;
                 if chunks::entry_at(bytes, h, s.last_entry, s.hash, s.last_position).is_none() {
