@@ -9,8 +9,8 @@
 //!
 //! The **directory** is an open-addressing hash table of fixed 128-byte slots (stream hash, last position, last
 //! version, segment offset, id and chunk entry of the last event, and the stream's name when it fits), each with
-//! its own checksum, after a 4 KiB header page. It is used in place through a shared mapping: nothing of it is read at
-//! open but the header.
+//! its own checksum, after a 4 KiB header page. It is used in place through a shared mapping: nothing of it is
+//! read at open but the header.
 
 use crate::format::{read_u32, read_u64, write_u32, write_u64};
 
@@ -479,12 +479,11 @@ pub fn write_slot(slots: &mut [u8], i: usize, s: &Slot) {
     b[SLOT_NAME_AT - 1] = s.name_len;
     b[SLOT_NAME_AT..SLOT_ENTRY_AT].copy_from_slice(&s.name);
     write_u32(b, SLOT_ENTRY_AT, s.last_entry);
-    let crc = slot_checksum(b);
-    write_u32(b, SLOT_CHECKSUM_AT, crc);
+    seal_slot(slots, i);
 }
 
-/// Makes slot `i`'s checksum match its bytes as they are, whatever they hold: for the fuzzer and for tests that
-/// build slots with chosen fields.
+/// Makes slot `i`'s checksum match its bytes as they are, whatever they hold: [`write_slot`]'s last step, and
+/// for the fuzzer and for tests that build slots with chosen fields.
 pub fn seal_slot(slots: &mut [u8], i: usize) {
     let b = &mut slots[i * SLOT_BYTES..(i + 1) * SLOT_BYTES];
     let crc = slot_checksum(b);

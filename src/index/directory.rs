@@ -85,7 +85,8 @@ impl Directory {
     /// Probes for the stream with hash `hash`: its slot is the first with that hash for which `is_it` says yes
     /// (other streams with the same hash are passed over). Only slots that carry the hash are read and verified
     /// on the way; if the stream is not found, every slot passed is verified too, since a damaged one may have
-    /// been the stream's.
+    /// been the stream's. A table with no empty slot (growth keeps it under 70% full, so only a damaged file has
+    /// one) ends the probe once it has gone round, with its home slot reported as damaged.
     pub fn find<E>(&self, hash: u64, mut is_it: impl FnMut(&Slot) -> Result<bool, E>) -> Result<Probe, E> {
         let slots = self.slots();
         let mask = self.mask as usize;
@@ -97,7 +98,7 @@ impl Directory {
                 match index::read_slot(slots, i) {
                     SlotRead::Used(s) => {
                         if is_it(&s)? {
-                            return Ok(Probe { found: Some((i, s)), damaged, empty: i });
+                            return Ok(Probe { found: Some((i, s)), damaged, empty: i, full: false });
                         }
                     }
                     SlotRead::Damaged => {
@@ -107,6 +108,9 @@ impl Directory {
                 }
             }
             i = (i + 1) & mask;
+            if i == home {
+                return Ok(Probe { found: None, damaged: Some(home), empty: home, full: true });
+            }
         }
         if damaged.is_none() {
             let mut j = home;
@@ -117,7 +121,7 @@ impl Directory {
                 j = (j + 1) & mask;
             }
         }
-        Ok(Probe { found: None, damaged, empty: i })
+        Ok(Probe { found: None, damaged, empty: i, full: false })
     }
 
     /// Slot `i` as it is, verified (for [`crate::Store::verify`]).
@@ -198,8 +202,10 @@ pub struct Probe {
     /// slots with the stream's hash, and among all the slots passed if the stream was not found: then the
     /// stream's own slot may be the damaged one.
     pub damaged: Option<usize>,
-    /// If the stream was not found: the empty slot where the probe stopped.
+    /// If the stream was not found and no slot is damaged: the empty slot where the probe stopped.
     pub empty: usize,
+    /// The probe went round the whole table without meeting an empty slot (a damaged file).
+    pub full: bool,
 }
 
 /// The directory as of one moment: only the indexer changes slots, so it stays as it was while the indexer builds
@@ -292,4 +298,29 @@ fn write_new(
     }
     fs.rename(&tmp, &dir.join(FILE_NAME))?;
     fs.sync_dir(dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::index::{SlotEvent, NO_ENTRY};
+    use crate::fs::StdFileSystem;
+
+    /// A table with no empty slot exists only in a damaged file (growth keeps it under 70% full): a probe goes
+    /// round it once and reports it, instead of looping for ever under the state lock.
+    #[test]
+    fn a_probe_of_a_full_table_ends() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut d = Directory::create(&StdFileSystem, dir.path(), 1, 64).unwrap();
+        let event = SlotEvent { position: 0, version: 0, segment: 0, offset: 64, id: [0; 16], entry: NO_ENTRY };
+        let count = d.header().slot_count() as usize;
+        for i in 0..count {
+            // Hashes whose probes start anywhere: none is 42's, so every probe for 42 passes every slot.
+            d.set(i, &Slot::new(&format!("s{i}"), 1000 + i as u64, event), true);
+        }
+        let probe = d.find(42, |_| Ok::<_, ()>(false)).unwrap();
+        assert!(probe.full && probe.found.is_none() && probe.damaged.is_some());
+        let probe = d.find(1000, |s| Ok::<_, ()>(s.hash == 1000)).unwrap();
+        assert_eq!(probe.found.map(|(i, _)| i), Some(0), "a stream in a full table is still found");
+    }
 }

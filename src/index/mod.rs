@@ -529,13 +529,14 @@ impl StreamIndex {
         if !self.rebuild_marked.swap(true, std::sync::atomic::Ordering::Relaxed) {
             mark_for_rebuild(&*self.fs, &self.dir);
         }
-        Error::corrupt(
-            self.dir.join(directory::FILE_NAME),
-            (layout::DIRECTORY_HEADER_BYTES + i * layout::SLOT_BYTES) as u64,
-            format!(
-                "slot {i} of the stream directory is damaged (checksum mismatch); the next open rebuilds the index"
-            ),
-        )
+        self.slot_error(i, "damaged (checksum mismatch); the next open rebuilds the index".into())
+    }
+
+    /// An error naming slot `i` of the directory: the file, the slot's offset, and `why`.
+    #[cold]
+    fn slot_error(&self, i: usize, why: String) -> Error {
+        let offset = (layout::DIRECTORY_HEADER_BYTES + i * layout::SLOT_BYTES) as u64;
+        Error::corrupt(self.dir.join(directory::FILE_NAME), offset, format!("slot {i} of the stream directory: {why}"))
     }
 
     /// The stream's newest event, `None` if it has none.
@@ -951,6 +952,7 @@ impl StreamIndex {
             })
         })?;
         match (probe.found, probe.damaged) {
+            (None, Some(i)) if probe.full => return Err(self.damaged_slot(i)),
             (Some((_, s)), _) if s.last_position >= slot.last_position => {}
             (Some((i, _)), _) => self.directory.set(i, &slot, false),
             (None, Some(i)) if repair => self.directory.set(i, &slot, false),
@@ -1047,14 +1049,9 @@ impl StreamIndex {
             used += 1;
             let at = Location::new(s.last_segment, s.last_offset);
             let wrong = |why: String| {
-                Error::corrupt(
-                    self.dir.join(directory::FILE_NAME),
-                    (layout::DIRECTORY_HEADER_BYTES + i * layout::SLOT_BYTES) as u64,
-                    format!(
-                        "slot {i} disagrees with the log at segment {} offset {}: {why}",
-                        at.segment(),
-                        at.offset()
-                    ),
+                self.slot_error(
+                    i,
+                    format!("disagrees with the log at segment {} offset {}: {why}", at.segment(), at.offset()),
                 )
             };
             let segment = log.segment(at.segment()).ok_or_else(|| wrong("no such segment".into()))?;
