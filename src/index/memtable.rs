@@ -36,9 +36,13 @@ pub struct MemTable {
     pub(super) end_position: u64,
     pub(super) log_bytes: u64,
     hasher: RandomState,
-    /// Indices into `streams`, by name.
-    table: HashTable<StreamId>,
-    streams: Vec<MemStream>,
+    /// (the table's hash of the name, index into `hot` and `cold`), by name. The hash is kept here so that a
+    /// probe rules out other streams, and the table grows, without touching their records.
+    table: HashTable<(u64, StreamId)>,
+    /// What a lookup and an append touch of each stream: one cache line.
+    hot: Vec<HotStream>,
+    /// The rest of each stream's record, for the indexer.
+    cold: Vec<ColdStream>,
     /// Every stream's name, back to back.
     names: String,
     /// One per position from `first_position`.
@@ -47,10 +51,40 @@ pub struct MemTable {
     pub(super) segment_ends: SmallVec<[(u32, u64); 2]>,
 }
 
-/// One stream's events in a memtable.
+/// How many leading bytes of a stream's name its [`HotStream`] holds.
+const NAME_HEAD_BYTES: usize = 15;
+
+/// The part of a stream's record that the append path reads and writes (the name to compare, the newest
+/// event), laid out in one 64-byte cache line. With 10,000 streams or more the records do not stay in the
+/// core's cache between two appends to a stream, so each line a lookup touches is a miss: the whole record
+/// in one line, the name's head included, makes a lookup of a short name one miss after the table's.
+#[repr(C, align(64))]
+struct HotStream {
+    first_version: u64,
+    /// Its newest event's position, and how many events it has here.
+    last_position: u64,
+    count: u64,
+    last_id: [u8; 16],
+    /// Its name: `names[name_at..name_at + name_len]`, of which the first bytes (up to
+    /// [`NAME_HEAD_BYTES`]) are also in `name_head`, zero-padded.
+    name_at: u64,
+    name_len: u8,
+    name_head: [u8; NAME_HEAD_BYTES],
+}
+
+const _: () = assert!(std::mem::size_of::<HotStream>() == 64);
+const _: () = assert!(crate::limits::STREAM_NAME_BYTES_MAX <= u8::MAX as usize);
+
+/// The part of a stream's record that only the indexer reads.
+struct ColdStream {
+    hash: u64,
+    prev_position: u64,
+    prev_entry: u32,
+}
+
+/// One stream's events in a memtable, as the indexer and the readers see them (a copy of its record).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct MemStream {
-    /// The table's hash of the name.
-    key: u64,
     /// The stream's hash as the index files record it.
     pub hash: u64,
     pub first_version: u64,
@@ -59,9 +93,6 @@ pub struct MemStream {
     /// The stream's entry in the chunk holding `prev_position`, as the directory said, or [`super::NO_ENTRY`]:
     /// the indexer links to it without searching that chunk.
     pub prev_entry: u32,
-    /// Its name: `names[name_at..name_at + name_len]`.
-    name_at: usize,
-    name_len: usize,
     /// Its newest event's position, and how many events it has here.
     pub last_position: u64,
     pub count: u64,
@@ -91,7 +122,8 @@ impl MemTable {
             log_bytes: 0,
             hasher: RandomState::default(),
             table: HashTable::new(),
-            streams: Vec::new(),
+            hot: Vec::new(),
+            cold: Vec::new(),
             names: String::new(),
             events: Vec::new(),
             segment_ends: SmallVec::new(),
@@ -108,7 +140,8 @@ impl MemTable {
         self.end_position = first_position;
         self.log_bytes = 0;
         self.table.clear();
-        self.streams.clear();
+        self.hot.clear();
+        self.cold.clear();
         self.names.clear();
         self.events.clear();
         self.segment_ends.clear();
@@ -117,8 +150,9 @@ impl MemTable {
 
     /// The heap the memtable's buffers hold.
     fn heap_bytes(&self) -> usize {
-        self.table.capacity() * std::mem::size_of::<StreamId>()
-            + self.streams.capacity() * std::mem::size_of::<MemStream>()
+        self.table.capacity() * std::mem::size_of::<(u64, StreamId)>()
+            + self.hot.capacity() * std::mem::size_of::<HotStream>()
+            + self.cold.capacity() * std::mem::size_of::<ColdStream>()
             + self.names.capacity()
             + self.events.capacity() * std::mem::size_of::<MemEvent>()
     }
@@ -133,38 +167,70 @@ impl MemTable {
 
     /// How many streams have events here.
     pub fn stream_count(&self) -> usize {
-        self.streams.len()
+        self.hot.len()
     }
 
     /// The stream named `name`, if it has events here.
     pub fn find(&self, name: &str) -> Option<StreamId> {
         let key = self.hasher.hash_one(name);
-        let (streams, names) = (&self.streams, &self.names);
-        self.table.find(key, |&id| streams[id].key == key && name_of(names, &streams[id]) == name).copied()
+        let (hot, names) = (&self.hot, &self.names);
+        self.table.find(key, |&(k, id)| k == key && name_is(names, &hot[id], name)).map(|&(_, id)| id)
     }
 
-    pub fn stream(&self, id: StreamId) -> &MemStream {
-        &self.streams[id]
+    /// A copy of the stream's record.
+    pub fn stream(&self, id: StreamId) -> MemStream {
+        let (h, c) = (&self.hot[id], &self.cold[id]);
+        MemStream {
+            hash: c.hash,
+            first_version: h.first_version,
+            prev_position: c.prev_position,
+            prev_entry: c.prev_entry,
+            last_position: h.last_position,
+            count: h.count,
+            last_id: h.last_id,
+        }
     }
 
     pub fn name(&self, id: StreamId) -> &str {
-        name_of(&self.names, &self.streams[id])
+        let h = &self.hot[id];
+        &self.names[h.name_at as usize..h.name_at as usize + h.name_len as usize]
     }
 
     /// Every stream here, by id.
-    pub fn streams(&self) -> impl ExactSizeIterator<Item = (StreamId, &MemStream)> {
-        self.streams.iter().enumerate()
+    pub fn streams(&self) -> impl ExactSizeIterator<Item = (StreamId, MemStream)> + '_ {
+        (0..self.hot.len()).map(|id| (id, self.stream(id)))
     }
 
     /// The stream's newest event.
     pub fn tail(&self, id: StreamId) -> StreamTail {
-        let s = &self.streams[id];
-        StreamTail { version: s.last_version(), position: s.last_position, id: s.last_id, entry: super::NO_ENTRY }
+        let h = &self.hot[id];
+        StreamTail {
+            version: h.first_version + h.count - 1,
+            position: h.last_position,
+            id: h.last_id,
+            entry: super::NO_ENTRY,
+        }
+    }
+
+    /// The stream's newest version here.
+    pub fn last_version(&self, id: StreamId) -> u64 {
+        let h = &self.hot[id];
+        h.first_version + h.count - 1
+    }
+
+    /// The stream's hash as the index files record it.
+    pub fn hash(&self, id: StreamId) -> u64 {
+        self.cold[id].hash
+    }
+
+    /// The stream's first version here.
+    pub fn first_version(&self, id: StreamId) -> u64 {
+        self.hot[id].first_version
     }
 
     /// Where the stream's newest event is.
     pub fn last_location(&self, id: StreamId) -> Location {
-        self.event(self.streams[id].last_position).location
+        self.event(self.hot[id].last_position).location
     }
 
     fn event(&self, position: u64) -> MemEvent {
@@ -173,7 +239,7 @@ impl MemTable {
 
     /// The stream's events here, newest first: (position, location), following the chain.
     fn newest_first(&self, id: StreamId) -> impl Iterator<Item = (u64, Location)> + '_ {
-        let s = &self.streams[id];
+        let s = &self.hot[id];
         let mut position = s.last_position;
         (0..s.count).map(move |_| {
             let e = self.event(position);
@@ -187,13 +253,13 @@ impl MemTable {
     /// whose position is below `head`, walking back through the stream's events here; `None` if none of them
     /// from `version` down is. A version past the newest is returned as it is.
     pub fn newest_visible(&self, id: StreamId, version: u64, head: u64) -> Option<u64> {
-        let s = &self.streams[id];
-        debug_assert!(version >= s.first_version);
-        if version > s.last_version() {
+        let (first, last) = (self.first_version(id), self.last_version(id));
+        debug_assert!(version >= first);
+        if version > last {
             return Some(version);
         }
         // Versions from the newest down, with their positions: the first at or below `version` that is visible.
-        let versions = (s.first_version..=s.last_version()).rev();
+        let versions = (first..=last).rev();
         versions
             .zip(self.newest_first(id))
             .skip_while(|&(v, _)| v > version)
@@ -203,7 +269,7 @@ impl MemTable {
 
     /// Appends the locations of the stream's events from `from_version` on to `out`, newest first.
     pub fn locations_newest_first(&self, id: StreamId, from_version: u64, out: &mut Vec<Location>) {
-        let s = &self.streams[id];
+        let s = &self.hot[id];
         let skip = from_version.saturating_sub(s.first_version).min(s.count);
         out.extend(self.newest_first(id).take((s.count - skip) as usize).map(|(_, at)| at));
     }
@@ -218,10 +284,10 @@ impl MemTable {
     /// Adds frames to a stream that has events here, from `first_position` on (the memtable's end).
     #[inline]
     pub fn add(&mut self, id: StreamId, first_position: u64, frames: impl IntoIterator<Item = PushedFrame>) {
-        let s = &self.streams[id];
+        let s = &self.hot[id];
         let (mut last, mut count, mut last_id) = (s.last_position, s.count, s.last_id);
         self.add_frames(&mut last, &mut count, &mut last_id, first_position, frames);
-        let s = &mut self.streams[id];
+        let s = &mut self.hot[id];
         (s.last_position, s.count, s.last_id) = (last, count, last_id);
     }
 
@@ -242,23 +308,16 @@ impl MemTable {
             return;
         }
         let key = self.hasher.hash_one(name);
-        let id = self.streams.len();
-        let name_at = self.names.len();
+        let id = self.hot.len();
+        let name_at = self.names.len() as u64;
         self.names.push_str(name);
-        self.streams.push(MemStream {
-            key,
-            hash,
-            first_version,
-            prev_position,
-            prev_entry,
-            name_at,
-            name_len: name.len(),
-            last_position: last,
-            count,
-            last_id,
-        });
-        let streams = &self.streams;
-        self.table.insert_unique(key, id, |&i| streams[i].key);
+        let mut name_head = [0u8; NAME_HEAD_BYTES];
+        let head = name.len().min(NAME_HEAD_BYTES);
+        name_head[..head].copy_from_slice(&name.as_bytes()[..head]);
+        let name_len = u8::try_from(name.len()).expect("stream names are checked to fit a byte");
+        self.hot.push(HotStream { first_version, last_position: last, count, last_id, name_at, name_len, name_head });
+        self.cold.push(ColdStream { hash, prev_position, prev_entry });
+        self.table.insert_unique(key, (key, id), |&(k, _)| k);
     }
 
     /// Appends `frames`, from `first_position` (the memtable's end) on, to the events, chained to a stream's
@@ -293,8 +352,20 @@ impl MemTable {
     }
 }
 
-fn name_of<'a>(names: &'a str, s: &MemStream) -> &'a str {
-    &names[s.name_at..s.name_at + s.name_len]
+/// Whether `s` is the stream named `name`: its length and head from the record, the rest (of a name longer
+/// than the head) from `names`.
+#[inline]
+fn name_is(names: &str, s: &HotStream, name: &str) -> bool {
+    let name = name.as_bytes();
+    if s.name_len as usize != name.len() {
+        return false;
+    }
+    let head = name.len().min(NAME_HEAD_BYTES);
+    s.name_head[..head] == name[..head]
+        && (name.len() <= NAME_HEAD_BYTES || {
+            let at = s.name_at as usize;
+            names.as_bytes()[at + NAME_HEAD_BYTES..at + name.len()] == name[NAME_HEAD_BYTES..]
+        })
 }
 
 #[cfg(test)]
@@ -361,6 +432,42 @@ mod tests {
         assert_eq!(m.newest_visible(a, 6, 10), None);
         assert_eq!(m.newest_visible(a, 3, 10), None);
         assert_eq!(m.newest_visible(a, 9, 0), Some(9));
+    }
+
+    #[test]
+    fn names_are_told_apart_past_the_head_kept_in_the_record() {
+        let mut m = MemTable::new(0);
+        // Same first 15 bytes (the head in the record), different lengths or tails; the longest name allowed.
+        let long = "x".repeat(crate::limits::STREAM_NAME_BYTES_MAX);
+        let names = [
+            "account-0000000",
+            "account-00000001",
+            "account-00000002",
+            "account-0000000-and-more-after-the-head",
+            "account-0000000-and-more-after-the-heaD",
+            "a",
+            long.as_str(),
+        ];
+        for (i, name) in names.iter().enumerate() {
+            assert!(m.find(name).is_none(), "{name} is not there yet");
+            m.insert(name, i as u64, 0, (u64::MAX, super::super::NO_ENTRY), i as u64, [frame(0, i as u32 * 16, 1)]);
+        }
+        for (i, name) in names.iter().enumerate() {
+            let id = m.find(name).unwrap_or_else(|| panic!("{name} is found"));
+            assert_eq!((m.name(id), m.hash(id)), (*name, i as u64));
+        }
+        for absent in ["account-000000", "account-00000003", "account-0000000-and-more-after-the-hea", "b", &long[1..]]
+        {
+            assert!(m.find(absent).is_none(), "{absent} is not there");
+        }
+        // The table's hashes keep these apart before the names are compared; the comparison itself must too (two
+        // names may share a hash).
+        let id = m.find(names[3]).expect("found above");
+        assert!(name_is(&m.names, &m.hot[id], names[3]));
+        assert!(!name_is(&m.names, &m.hot[id], names[4]), "same length and head, different tail");
+        assert!(!name_is(&m.names, &m.hot[id], "account-0000000"), "same head, shorter");
+        let id = m.find(names[1]).expect("found above");
+        assert!(!name_is(&m.names, &m.hot[id], names[2]), "same length, different in the head");
     }
 
     #[test]
