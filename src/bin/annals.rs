@@ -199,6 +199,26 @@ fn histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid bounds")
 }
 
+/// The calling thread's CPU time so far, user and system, in seconds, and how often it gave up the CPU to wait
+/// (voluntary context switches). Linux only (`RUSAGE_THREAD`); `None` elsewhere or if the call fails.
+fn thread_cpu() -> Option<(f64, f64, u64)> {
+    #[cfg(target_os = "linux")]
+    {
+        let mut u = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+        // SAFETY: `u` is a valid, writable `rusage` for the call to fill; it is read only if the call succeeded.
+        let u = unsafe {
+            if libc::getrusage(libc::RUSAGE_THREAD, u.as_mut_ptr()) != 0 {
+                return None;
+            }
+            u.assume_init()
+        };
+        let secs = |tv: libc::timeval| tv.tv_sec as f64 + tv.tv_usec as f64 / 1e6;
+        Some((secs(u.ru_utime), secs(u.ru_stime), u.ru_nvcsw as u64))
+    }
+    #[cfg(not(target_os = "linux"))]
+    None
+}
+
 fn latency_figures(h: &Histogram<u64>) -> [(&'static str, f64); 3] {
     [
         ("p50_us", h.value_at_quantile(0.50) as f64),
@@ -229,19 +249,30 @@ fn run_workload(w: &str, dir: &Path, scale: f64, streams: u64) -> annals::Result
             let mut rng = Rng(4);
             let streams = stream_names(10_000);
             let events: Vec<(usize, NewEvent)> = (0..n).map(|_| (rng.below(10_000) as usize, rng.event())).collect();
+            let cpu_before = thread_cpu();
             let started = Instant::now();
             for (s, e) in &events {
                 store.append(&streams[*s], ExpectedVersion::Any, std::slice::from_ref(e))?;
             }
             let appended = started.elapsed().as_secs_f64();
+            let cpu_after = thread_cpu();
             store.sync()?;
             let secs = started.elapsed().as_secs_f64();
-            Ok(vec![
+            let mut figures = vec![
                 ("events_per_s", n as f64 / secs),
                 ("payload_mb_per_s", (n as usize * PAYLOAD_BYTES) as f64 / secs / 1e6),
                 ("append_ns", appended * 1e9 / n as f64),
                 ("final_sync_ms", (secs - appended) * 1e3),
-            ])
+            ];
+            // Where the appending thread's time went: its own code, the kernel on its behalf (page faults, the
+            // syncs of segment rolls), and the rest of `append_ns` off the CPU (waiting, or runnable behind the
+            // store's other threads on a busy machine). Noise in `append_ns` is mostly the last part.
+            if let (Some(b), Some(a)) = (cpu_before, cpu_after) {
+                figures.push(("user_ns", (a.0 - b.0) * 1e9 / n as f64));
+                figures.push(("sys_ns", (a.1 - b.1) * 1e9 / n as f64));
+                figures.push(("waits", (a.2 - b.2) as f64));
+            }
+            Ok(figures)
         }
         "W5" => commands(dir, scale),
         "W6" => {
