@@ -5,9 +5,10 @@
 //! - the events are one vector, one entry per position (where the frame is, and the position of the stream's
 //!   event before it in this memtable), so adding an event allocates nothing once the vector has grown; a
 //!   stream's events are a chain through it, newest first, which is the order reads collect them in;
-//! - the streams are one vector of fixed-size records, their names one byte buffer, and the hash table holds
-//!   only indices into the records, so a new stream allocates nothing either (a `HashMap<Box<str>, _>` cost an
-//!   allocation per stream and a pointer chase to the name on every lookup);
+//! - the streams are vectors of fixed-size records, their names one byte buffer, and the hash table holds only
+//!   (hash, index) pairs, so a new stream allocates nothing either (a `HashMap<Box<str>, _>` cost an allocation
+//!   per stream and a pointer chase to the name on every lookup); what an append reads and writes of a stream
+//!   (its newest event, the first bytes of its name) is one cache line, the indexer's fields another vector;
 //! - a retired memtable's buffers are reused by the next one ([`MemTable::reset`]), so a steady stream of
 //!   appends does not fault in fresh heap pages at every checkpoint.
 
