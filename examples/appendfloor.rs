@@ -113,9 +113,12 @@ fn main() -> std::io::Result<()> {
     Ok(())
 }
 
+/// How many files the run needs: the frames of the longest stream name, plus one file for the room a file's end
+/// leaves when the next frame does not fit.
 fn files_for(events: usize) -> usize {
-    let bytes = events as u64 * frame::event_frame_bytes(12, 9, 0, PAYLOAD_BYTES) as u64;
-    bytes.div_ceil(FILE_BYTES - 4096) as usize
+    let longest = format!("account-{}", STREAMS - 1).len();
+    let bytes = events as u64 * frame::event_frame_bytes(longest, 9, 0, PAYLOAD_BYTES) as u64;
+    bytes.div_ceil(FILE_BYTES - 4096) as usize + 1
 }
 
 fn file_path(base: &std::path::Path, i: usize) -> std::path::PathBuf {
@@ -197,7 +200,7 @@ fn measure(
             payload,
         };
         if !window.as_ref().is_some_and(|w| w.0 == file && w.1 <= offset && offset + len <= w.1 + w.2.len()) {
-            // As annals' writer: a writable mapping of the 1 MiB around the tail, moved forward (the pages left
+            // As annals' writer: a writable mapping of the window around the tail, moved forward (the pages left
             // behind are unmapped, so their write-back has no mapping to write-protect).
             drop(window.take());
             let at = offset / window_bytes * window_bytes;
