@@ -124,12 +124,10 @@ fn verify_directory(shared: &Shared) -> Result<u64> {
     loop {
         let state = shared.state();
         let (n, slot_count) = state.index.check_slots(&state.log, from, SLOTS_PER_LOCK)?;
-        if table.is_some_and(|t| t != slot_count) {
+        if table.replace(slot_count).is_some_and(|t| t != slot_count) {
             (used, from) = (0, 0);
-            table = Some(slot_count);
             continue;
         }
-        table = Some(slot_count);
         used += n;
         from += SLOTS_PER_LOCK;
         if from >= slot_count {

@@ -1054,8 +1054,8 @@ fn verify_compares_every_directory_slot_with_the_log() {
             other => panic!("{what}: verify: {other:?}"),
         }
         if field == "last_entry" {
-            // (The last case: the model follows this copy from here.) Only a hint: a read, and the indexer's link from the stream's next entry, search the chunk when the
-            // entry named is not the stream's.
+            // (The last case: the model follows this copy from here.) Only a hint: a read, and the indexer's link
+            // from the stream's next entry, search the chunk when the entry named is not the stream's.
             let store = disk_options().index_checkpoint_bytes(16 << 10).open(copy.path()).unwrap();
             assert_eq!(read_stream(&store, &stream, 0).unwrap(), model.stream_events(&stream), "{what}: read");
             let last = model.streams[&stream].len() as u64 - 1;

@@ -1040,6 +1040,9 @@ impl StreamIndex {
     /// a rebuild.
     pub fn check_slots(&self, log: &LogMap, from: usize, count: usize) -> Result<(u64, usize)> {
         let slot_count = self.directory.header().slot_count() as usize;
+        // The indexer applies a memtable's slots before it lists the memtable's chunks: a slot may name an entry of
+        // a chunk not listed yet.
+        let listed_end = self.chunks.last().map_or(0, |c| c.end_position());
         let mut used = 0;
         for i in from..slot_count.min(from.saturating_add(count)) {
             let s = match self.directory.slot(i) {
@@ -1056,21 +1059,24 @@ impl StreamIndex {
                 )
             };
             let segment = log.segment(at.segment()).ok_or_else(|| wrong("no such segment".into()))?;
-            let f = segment.event_at(at.offset() as usize).map_err(|e| wrong(e.to_string()))?;
-            let (_, name) = frame_at(log.segments(), at).map_err(|e| wrong(e.to_string()))?;
+            // One read of the frame, verified whole (checksum, layout, UTF-8 names).
+            let offset = at.offset() as usize;
+            let (f, _) = segment.verified_event(offset).map_err(|e| wrong(e.to_string()))?;
+            let (name_at, name_len) = f.stream();
+            let name = &segment.bytes()[offset + name_at..offset + name_at + name_len];
             let name = std::str::from_utf8(name).map_err(|_| wrong("the stream name is not UTF-8".into()))?;
             if self.hash(name) != s.hash || s.name().is_some_and(|n| n != name.as_bytes()) {
                 return Err(wrong(format!("the frame is {name:?}'s")));
             }
-            if (f.position, f.version, f.id) != (s.last_position, s.last_version, s.last_id) {
+            if (f.position(), f.version(), f.id()) != (s.last_position, s.last_version, s.last_id) {
                 return Err(wrong(format!(
                     "the frame is version {} at position {}; the slot says version {} at position {}, or another id",
-                    f.version, f.position, s.last_version, s.last_position
+                    f.version(),
+                    f.position(),
+                    s.last_version,
+                    s.last_position
                 )));
             }
-            // The indexer applies a memtable's slots before it lists the memtable's chunks: a slot may name an
-            // entry of a chunk not listed yet.
-            let listed_end = self.chunks.last().map_or(0, |c| c.end_position());
             if s.last_entry != NO_ENTRY && s.last_position < listed_end {
                 let chunk = self.chunk_for(s.last_position).ok_or_else(|| wrong("no chunk holds the event".into()))?;
                 let (bytes, h) = self.chunk_bytes(log, chunk)?;
