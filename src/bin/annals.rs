@@ -236,12 +236,27 @@ fn run_workload(w: &str, dir: &Path, scale: f64, streams: u64) -> annals::Result
             let appends = scaled(200, scale);
             let mut rng = Rng(3);
             let batches: Vec<Vec<NewEvent>> = (0..appends).map(|_| (0..100).map(|_| rng.event()).collect()).collect();
+            let mut h = histogram();
+            let cpu_before = thread_cpu();
             let started = Instant::now();
             for b in &batches {
+                let t = Instant::now();
                 store.append("account-0", ExpectedVersion::Any, b)?;
+                h.saturating_record(t.elapsed().as_micros() as u64);
             }
             let secs = started.elapsed().as_secs_f64();
-            Ok(vec![("events_per_s", (appends * 100) as f64 / secs)])
+            let cpu_after = thread_cpu();
+            let mut figures = vec![("events_per_s", (appends * 100) as f64 / secs)];
+            figures.extend(latency_figures(&h));
+            figures.push(("max_us", h.max() as f64));
+            // The appending thread's CPU per append (encoding, indexing, and the kernel's side of its write and
+            // sync), user and system together: over a run this short the kernel splits the two by timer ticks.
+            // The rest of each append is the device. A mean well above `p50_us` is the log's growth: the appends
+            // that meet a segment roll or the zero-filling of the next segment file (docs/PERFORMANCE.md).
+            if let (Some(b), Some(a)) = (cpu_before, cpu_after) {
+                figures.push(("cpu_us", (a.0 + a.1 - b.0 - b.1) * 1e6 / appends as f64));
+            }
+            Ok(figures)
         }
         "W4" => {
             let store = Options::new().durability(Durability::Buffered).open(dir)?;
