@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use crate::fs::FileSystem;
-use crate::log::segment::{prepare_blank, BlankFile};
+use crate::log::segment::{prepare_blank, BlankFile, ZeroSync};
 
 /// The temporary name of the blank file being prepared.
 pub const BLANK_FILE_NAME: &str = "next-segment.tmp";
@@ -29,11 +29,12 @@ pub struct Preparer {
     dir: PathBuf,
     slot: Arc<Mutex<Slot>>,
     thread: Option<JoinHandle<()>>,
+    zero_sync: ZeroSync,
 }
 
 impl Preparer {
-    pub fn new(fs: Arc<dyn FileSystem>, dir: PathBuf) -> Preparer {
-        Preparer { fs, dir, slot: Arc::new(Mutex::new(Slot::Idle)), thread: None }
+    pub fn new(fs: Arc<dyn FileSystem>, dir: PathBuf, zero_sync: ZeroSync) -> Preparer {
+        Preparer { fs, dir, slot: Arc::new(Mutex::new(Slot::Idle)), thread: None, zero_sync }
     }
 
     fn slot(&self) -> std::sync::MutexGuard<'_, Slot> {
@@ -52,9 +53,9 @@ impl Preparer {
         if let Slot::Ready(b) = old {
             let _ = self.fs.remove_file(&b.path);
         }
-        let (fs, dir, slot) = (self.fs.clone(), self.dir.clone(), self.slot.clone());
+        let (fs, dir, slot, zero_sync) = (self.fs.clone(), self.dir.clone(), self.slot.clone(), self.zero_sync);
         let spawned = std::thread::Builder::new().name("annals-prepare".into()).spawn(move || {
-            let result = prepare_blank(&*fs, &dir, BLANK_FILE_NAME, bytes);
+            let result = prepare_blank(&*fs, &dir, BLANK_FILE_NAME, bytes, zero_sync);
             *slot.lock().unwrap_or_else(|e| e.into_inner()) = match result {
                 Ok(b) => Slot::Ready(b),
                 Err(_) => Slot::Failed,

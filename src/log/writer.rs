@@ -20,7 +20,7 @@ use crate::format::segment_header;
 use crate::fs::{FileSystem, MappingMut};
 use crate::limits::{self, SEGMENT_FILL_CHUNK_BYTES};
 use crate::log::preparer::Preparer;
-use crate::log::segment::Segment;
+use crate::log::segment::{Segment, ZeroSync};
 use crate::log::Location;
 use crate::{Error, Result};
 
@@ -186,7 +186,7 @@ impl Writer {
             }
             None => (None, 0),
         };
-        let preparer = Preparer::new(fs.clone(), dir.clone());
+        let preparer = Preparer::new(fs.clone(), dir.clone(), zero_sync(store_through_map));
         let mut w = Writer {
             fs,
             dir,
@@ -328,7 +328,15 @@ impl Writer {
         let (number, first) = (self.next_segment_number, self.next_position);
         let segment = match self.preparer.take(size) {
             Some(blank) => Segment::install(&*self.fs, &self.dir, blank, number, first, random_salt()),
-            None => Segment::create(&*self.fs, &self.dir, number, first, size, random_salt()),
+            None => Segment::create(
+                &*self.fs,
+                &self.dir,
+                number,
+                first,
+                size,
+                random_salt(),
+                zero_sync(self.store_through_map),
+            ),
         }
         .map_err(WriteFailure::NotWritten)?;
         let segment = Arc::new(segment);
@@ -419,6 +427,17 @@ impl Writer {
         self.write_marker(FrameKind::CloseMarker)?;
         let Some(tail) = &self.tail else { unreachable!("checked above") };
         tail.segment.file().sync_data()
+    }
+}
+
+/// How blank segment files are synced while they are zero-filled: paced where appends wait for syncs
+/// (`Sync`, whose frames the writer stores with `pwrite`), at the end where they do not (`Buffered`, whose frames
+/// it stores through the mapping).
+fn zero_sync(store_through_map: bool) -> ZeroSync {
+    if store_through_map {
+        ZeroSync::AtEnd
+    } else {
+        ZeroSync::Paced
     }
 }
 
