@@ -245,7 +245,7 @@ impl Writer {
         let count: u64 = parts.iter().map(|p| p.events.len() as u64).sum();
         assert!(count > 0, "an append writes at least one event");
         assert!(durable <= self.next_position);
-        let new_segment = self.make_room(batch_bytes)?;
+        let new_segment = self.make_room(batch_bytes, durable)?;
         let Some(tail) = self.tail.as_mut() else { unreachable!("make_room leaves a tail segment") };
         let start = self.offset as usize;
         let end = start + batch_bytes as usize;
@@ -309,8 +309,9 @@ impl Writer {
     }
 
     /// Ensures the tail segment has room for `batch_bytes` plus the reserve, creating a new segment (and
-    /// sealing the old one) if not. Returns the new segment, if one was made.
-    fn make_room(&mut self, batch_bytes: u64) -> Result<Option<Arc<Segment>>, WriteFailure> {
+    /// sealing the old one) if not. Returns the new segment, if one was made. `durable` is the durable
+    /// watermark: every position below it is on stable storage.
+    fn make_room(&mut self, batch_bytes: u64, durable: u64) -> Result<Option<Arc<Segment>>, WriteFailure> {
         if let Some(tail) = &self.tail {
             if self.offset + batch_bytes + TAIL_RESERVE_BYTES <= tail.segment.len_bytes() {
                 return Ok(None);
@@ -322,8 +323,11 @@ impl Writer {
         // Everything written to the old tail must be durable before the next segment exists: recovery takes a
         // later segment as proof that the old one ends where the next begins, so a power loss after the install
         // must not be able to drop the old tail's last appends (Buffered appends, or a concurrent appender's not
-        // yet synced). A failed sync of log data poisons.
-        self.sync_tail().map_err(WriteFailure::Poisoning)?;
+        // yet synced). A failed sync of log data poisons. When every position written is durable already (a lone
+        // `Sync` writer's roll), there is nothing to sync, and the sync would still cost a cache flush.
+        if durable < self.next_position {
+            self.sync_tail().map_err(WriteFailure::Poisoning)?;
+        }
         // Preparing the new segment writes nothing of the log: its failure (ENOSPC, say) leaves the store usable.
         let (number, first) = (self.next_segment_number, self.next_position);
         let segment = match self.preparer.take(size) {
@@ -381,8 +385,18 @@ impl Writer {
         let Some(tail) = self.tail.as_mut() else { return Ok(()) };
         let count = self.next_position - tail.segment.first_position();
         let salt = tail.segment.salt();
-        let out = Window::bytes_mut(&mut tail.window, &tail.segment, self.offset, self.offset + HEADER_BYTES as u64)?;
-        frame::encode_marker_into(out, salt, kind, self.next_position, count, super::now_us());
+        let timestamp_us = super::now_us();
+        if self.store_through_map {
+            let out =
+                Window::bytes_mut(&mut tail.window, &tail.segment, self.offset, self.offset + HEADER_BYTES as u64)?;
+            frame::encode_marker_into(out, salt, kind, self.next_position, count, timestamp_us);
+        } else {
+            // As the frames: mapping a window of the file to store 64 bytes would make the sync that follows
+            // write-protect it again.
+            let mut out = [0u8; HEADER_BYTES];
+            frame::encode_marker_into(&mut out, salt, kind, self.next_position, count, timestamp_us);
+            tail.segment.file().write_all_at(&out, self.offset)?;
+        }
         self.offset += HEADER_BYTES as u64;
         Ok(())
     }
