@@ -53,15 +53,16 @@ pub enum ZeroSync {
     AtEnd,
     /// After every [`ZERO_SYNC_BYTES`]. A device's cache flush writes out everything sent to the device before
     /// it, so a `Sync` append whose sync runs while a whole file's zeros are being written back waits for all
-    /// of them: 15 ms for a 32 MiB segment here, against about 1 ms for one slice (docs/PERFORMANCE.md). The
-    /// zeros cost the device the same time either way; pacing them spreads it over more appends, in small
+    /// of them: 28-30 ms for a 64 MiB segment here, about 3 ms for one slice (docs/PERFORMANCE.md). The zeros
+    /// cost the device the same time either way; pacing them shares it out over more appends, in smaller
     /// pieces. Not for `Buffered` stores: the extra syncs slowed the preparer enough to cost W4 about 6%.
     Paced,
 }
 
 /// How many bytes of zeros [`prepare_blank`] writes between two syncs with [`ZeroSync::Paced`]: the most that
-/// an append's sync, made while a blank file is being prepared, can find still to be written back.
-pub const ZERO_SYNC_BYTES: u64 = 1 << 20;
+/// an append's sync, made while a blank file is being prepared, can find still to be written back. Smaller
+/// slices lower that wait further but delay more appends (1 MiB doubled W2's p99), and each costs a flush.
+pub const ZERO_SYNC_BYTES: u64 = 4 << 20;
 
 /// Creates `dir/tmp_name` zero-filled to `segment_bytes` with 4 KiB-multiple writes and syncs it (when:
 /// `zero_sync`), so that later `fdatasync`s of the segment carry data only (RELIABILITY.md rule 2). The name
