@@ -205,12 +205,7 @@ impl MemTable {
     /// The stream's newest event.
     pub fn tail(&self, id: StreamId) -> StreamTail {
         let h = &self.hot[id];
-        StreamTail {
-            version: h.first_version + h.count - 1,
-            position: h.last_position,
-            id: h.last_id,
-            entry: super::NO_ENTRY,
-        }
+        StreamTail { version: self.last_version(id), position: h.last_position, id: h.last_id, entry: super::NO_ENTRY }
     }
 
     /// The stream's newest version here.
